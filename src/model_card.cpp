@@ -5,20 +5,20 @@
 
 namespace idtune {
 
-const std::vector<std::pair<std::string, Prediction>>& prediction_names() {
-  static const std::vector<std::pair<std::string, Prediction>> table = {
+const NameTable<Prediction>& prediction_names() {
+  static const NameTable<Prediction> table = {
       {"score", Prediction::Score}, {"epsilon", Prediction::Epsilon}, {"v", Prediction::V}};
   return table;
 }
 
-const std::vector<std::pair<std::string, TimeInput>>& time_input_names() {
-  static const std::vector<std::pair<std::string, TimeInput>> table = {
+const NameTable<TimeInput>& time_input_names() {
+  static const NameTable<TimeInput> table = {
       {"continuous", TimeInput::Continuous}, {"discrete", TimeInput::Discrete}};
   return table;
 }
 
-const std::vector<std::pair<std::string, TimeDtype>>& time_dtype_names() {
-  static const std::vector<std::pair<std::string, TimeDtype>> table = {
+const NameTable<TimeDtype>& time_dtype_names() {
+  static const NameTable<TimeDtype> table = {
       {"float", TimeDtype::Float}, {"long", TimeDtype::Long}};
   return table;
 }

@@ -9,8 +9,8 @@
 
 namespace idtune {
 
-const std::vector<std::pair<std::string, SamplerKind>>& sampler_names() {
-  static const std::vector<std::pair<std::string, SamplerKind>> table = {
+const NameTable<SamplerKind>& sampler_names() {
+  static const NameTable<SamplerKind> table = {
       {"sde-euler", SamplerKind::SdeEuler},
       {"ode-euler", SamplerKind::OdeEuler},
       {"ddpm", SamplerKind::Ddpm},
@@ -18,8 +18,8 @@ const std::vector<std::pair<std::string, SamplerKind>>& sampler_names() {
   return table;
 }
 
-const std::vector<std::pair<std::string, DdpmVariance>>& ddpm_variance_names() {
-  static const std::vector<std::pair<std::string, DdpmVariance>> table = {
+const NameTable<DdpmVariance>& ddpm_variance_names() {
+  static const NameTable<DdpmVariance> table = {
       {"posterior", DdpmVariance::Posterior}, {"beta", DdpmVariance::Beta}};
   return table;
 }

@@ -9,8 +9,8 @@
 
 namespace idtune {
 
-const std::vector<std::pair<std::string, ScheduleKind>>& schedule_names() {
-  static const std::vector<std::pair<std::string, ScheduleKind>> table = {
+const NameTable<ScheduleKind>& schedule_names() {
+  static const NameTable<ScheduleKind> table = {
       {"ou", ScheduleKind::Ou},
       {"vp-linear", ScheduleKind::VpLinear},
       {"cosine", ScheduleKind::Cosine},

@@ -76,7 +76,9 @@ void ScoreModel::validate() const {
   at::Tensor out;
   try {
     out = output(x, t);
-  } catch (const c10::Error& e) {
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // c10::Error, or the interpreter's std::runtime_error
     throw Error(s.name + ": forward(x, t) failed on a probe batch x " + shape_string(x.sizes()) +
                 ", t [2] (" + first_line(e.what()) + ")");
   }

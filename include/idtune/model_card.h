@@ -4,6 +4,8 @@
 
 #include "idtune/schedule.h"
 
+#include "idtune/name_table.h"
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -14,15 +16,15 @@ namespace idtune {
 
 /// What the network's output o means; the score follows as in spec §2.
 enum class Prediction { Score, Epsilon, V };
-const std::vector<std::pair<std::string, Prediction>>& prediction_names();
+const NameTable<Prediction>& prediction_names();
 
 /// How time is fed: t itself, or the training step index i (ddpm-discrete only).
 enum class TimeInput { Continuous, Discrete };
-const std::vector<std::pair<std::string, TimeInput>>& time_input_names();
+const NameTable<TimeInput>& time_input_names();
 
 /// The scalar type of the time tensor the network receives.
 enum class TimeDtype { Float, Long };
-const std::vector<std::pair<std::string, TimeDtype>>& time_dtype_names();
+const NameTable<TimeDtype>& time_dtype_names();
 
 struct ModelCard {
   /// Image shape [C, H, W].

@@ -6,6 +6,8 @@
 
 #include "idtune/score_model.h"
 
+#include "idtune/name_table.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <string>
@@ -15,11 +17,11 @@
 namespace idtune {
 
 enum class SamplerKind { SdeEuler, OdeEuler, Ddpm, Ddim };
-const std::vector<std::pair<std::string, SamplerKind>>& sampler_names();
+const NameTable<SamplerKind>& sampler_names();
 
 /// DDPM's per-step variance: the posterior b̃_i = b_i(1−ᾱ_{i−1})/(1−ᾱ_i), or b_i.
 enum class DdpmVariance { Posterior, Beta };
-const std::vector<std::pair<std::string, DdpmVariance>>& ddpm_variance_names();
+const NameTable<DdpmVariance>& ddpm_variance_names();
 
 struct SamplerOptions {
   SamplerKind kind = SamplerKind::SdeEuler;

@@ -4,6 +4,8 @@
 // Continuous schedules take t ∈ [0, t_max]; `ddpm-discrete` takes the training step
 // index i ∈ {0, …, N−1} as its time (ᾱ_i = Π_{j≤i}(1 − b_j)) and has no β(t).
 
+#include "idtune/name_table.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <nlohmann/json_fwd.hpp>
@@ -17,7 +19,7 @@ namespace idtune {
 class JsonReader;
 
 enum class ScheduleKind { Ou, VpLinear, Cosine, DdpmDiscrete };
-const std::vector<std::pair<std::string, ScheduleKind>>& schedule_names();
+const NameTable<ScheduleKind>& schedule_names();
 
 struct ScheduleOptions {
   ScheduleKind kind = ScheduleKind::Ou;
