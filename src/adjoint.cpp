@@ -43,39 +43,40 @@ AdjointStep AdjointSolver::step(const ScoreModel& model, const ScoreModel* refer
   return result;
 }
 
-namespace {
+AdjointState AdjointSolver::start(const RewardFn& reward, const at::Tensor& y_final) const {
+  auto terminal = evaluate_terminal_reward(reward, y_final, options_.lambda);
+  return {terminal.cotangent, {{}, terminal.reward, torch::zeros_like(terminal.reward)}};
+}
 
-void accumulate(std::vector<at::Tensor>& total, const std::vector<at::Tensor>& step) {
-  if (total.empty()) {
-    total = step;
+void AdjointSolver::step_back(const ScoreModel& model, const ScoreModel* reference,
+                              const std::vector<at::Tensor>& params, const at::Tensor& y,
+                              int64_t k, AdjointState& state) const {
+  auto s = step(model, reference, params, y, state.a, sampler_.indices(y.size(0), k));
+  state.a = s.a;
+  state.gradient.kl.add_(s.kl);
+  auto& grad = state.gradient.grad;
+  if (grad.empty()) {
+    grad = s.grad;
     return;
   }
-  for (size_t i = 0; i < total.size(); ++i) total[i].add_(step[i]);
+  for (size_t i = 0; i < grad.size(); ++i) grad[i].add_(s.grad[i]);
 }
 
-void average_over_batch(std::vector<at::Tensor>& grad, int64_t batch) {
-  for (auto& g : grad) g.div_(batch);
+AdjointGradient AdjointSolver::finish(AdjointState state) {
+  const int64_t batch = state.a.size(0);
+  for (auto& g : state.gradient.grad) g.div_(batch);
+  return std::move(state.gradient);
 }
-
-}  // namespace
 
 AdjointGradient AdjointSolver::gradient(const ScoreModel& model, const ScoreModel* reference,
                                         const std::vector<at::Tensor>& params,
                                         const SamplePath& path, const RewardFn& reward) const {
-  const int64_t K = sampler_.num_steps(), batch = path.final_state().size(0);
+  const int64_t K = sampler_.num_steps();
   check(static_cast<int64_t>(path.states.size()) == K + 1, "adjoint: the path has ",
         path.states.size(), " states, the sampler needs K + 1 = ", K + 1);
-  auto terminal = evaluate_terminal_reward(reward, path.final_state(), options_.lambda);
-  AdjointGradient out{{}, terminal.reward, torch::zeros_like(terminal.reward)};
-  at::Tensor a = terminal.cotangent;
-  for (int64_t k = K - 1; k >= 0; --k) {
-    auto s = step(model, reference, params, path.states[k], a, sampler_.indices(batch, k));
-    a = s.a;
-    accumulate(out.grad, s.grad);
-    out.kl.add_(s.kl);
-  }
-  average_over_batch(out.grad, batch);
-  return out;
+  auto state = start(reward, path.final_state());
+  for (int64_t k = K - 1; k >= 0; --k) step_back(model, reference, params, path.states[k], k, state);
+  return finish(std::move(state));
 }
 
 AdjointGradient AdjointSolver::gradient_reverse_ode(const ScoreModel& model,
@@ -85,22 +86,16 @@ AdjointGradient AdjointSolver::gradient_reverse_ode(const ScoreModel& model,
   for (int64_t k = 0; k < sampler_.num_steps(); ++k)
     check(sampler_.step(k).sigma == 0, "the reverse-ODE adjoint needs a deterministic sampler ",
           "(ode-euler or ddim), got '", name_of(sampler_.options().kind, sampler_names()), "'");
-  const int64_t K = sampler_.num_steps(), batch = y_final.size(0);
-  auto terminal = evaluate_terminal_reward(reward, y_final, options_.lambda);
-  AdjointGradient out{{}, terminal.reward, torch::zeros_like(terminal.reward)};
-  at::Tensor a = terminal.cotangent, y = y_final.detach();
-  for (int64_t k = K - 1; k >= 0; --k) {
-    const auto index = sampler_.indices(batch, k);
+  auto state = start(reward, y_final);
+  at::Tensor y = y_final.detach();
+  for (int64_t k = sampler_.num_steps() - 1; k >= 0; --k) {
     {
       torch::NoGradGuard no_grad;
-      y = sampler_.reconstruct_previous(model, y, index);
+      y = sampler_.reconstruct_previous(model, y, sampler_.indices(y.size(0), k));
     }
-    auto s = step(model, nullptr, params, y, a, index);
-    a = s.a;
-    accumulate(out.grad, s.grad);
+    step_back(model, nullptr, params, y, k, state);
   }
-  average_over_batch(out.grad, batch);
-  return out;
+  return finish(std::move(state));
 }
 
 }  // namespace idtune

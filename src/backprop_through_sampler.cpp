@@ -25,7 +25,7 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& m
     const auto mean = sampler.mean(model, y, index);
     if (with_kl)
       kl = kl + girsanov_increment(mean, sampler.mean(*reference, y, index), sampler.sigma(index));
-    y = sampler.step(k).sigma > 0
+    y = sampler.needs_noise()
             ? mean + sampler.sigma(index) * step_noise(model, noise, stream, k, batch)
             : mean;
   }

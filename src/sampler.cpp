@@ -70,6 +70,23 @@ ChainStep ddim_step(double tau, double abar, double abar_next) {
 
 }  // namespace
 
+SamplerOptions parse_sampler_options(JsonReader& reader) {
+  SamplerOptions o;
+  reader.read_enum("kind", o.kind, sampler_names());
+  reader.read_in_range("steps", o.steps, 1, 100000);
+  reader.read_in_range("t_min", o.t_min, 0.0, 100.0, /*open_low=*/true);
+  reader.read_enum("ddpm_variance", o.ddpm_variance, ddpm_variance_names());
+  reader.finish();
+  return o;
+}
+
+nlohmann::json to_json(const SamplerOptions& o) {
+  return {{"kind", name_of(o.kind, sampler_names())},
+          {"steps", o.steps},
+          {"t_min", o.t_min},
+          {"ddpm_variance", name_of(o.ddpm_variance, ddpm_variance_names())}};
+}
+
 Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : options_(options) {
   const Schedule& schedule = model.schedule();
   const auto& kind_name = name_of(options.kind, sampler_names());
@@ -111,6 +128,12 @@ bool Sampler::stochastic() const {
   return true;
 }
 
+bool Sampler::needs_noise() const {
+  for (const auto& s : steps_)
+    if (s.sigma > 0) return true;
+  return false;
+}
+
 at::Tensor Sampler::indices(int64_t batch, int64_t k) const {
   return torch::full({batch}, k, torch::dtype(torch::kLong).device(tau_.device()));
 }
@@ -129,7 +152,7 @@ at::Tensor Sampler::mean(const ScoreModel& model, const at::Tensor& y, const at:
 
 at::Tensor Sampler::advance(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
                             const at::Tensor& xi) const {
-  return mean(model, y, k) + sigma(k) * xi;
+  return xi.defined() ? mean(model, y, k) + sigma(k) * xi : mean(model, y, k);
 }
 
 at::Tensor Sampler::reconstruct_previous(const ScoreModel& model, const at::Tensor& y_next,

@@ -24,10 +24,9 @@ SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at
   for (int64_t k = 0; k < sampler.num_steps(); ++k) {
     const auto& y = path.states.back();
     const auto index = sampler.indices(batch, k);
-    path.states.push_back(sampler.step(k).sigma > 0
-                              ? sampler.advance(model, y, index,
-                                                step_noise(model, noise, stream, k, batch))
-                              : sampler.mean(model, y, index));
+    const auto xi =
+        sampler.needs_noise() ? step_noise(model, noise, stream, k, batch) : at::Tensor();
+    path.states.push_back(sampler.advance(model, y, index, xi));
   }
   return path;
 }

@@ -40,6 +40,13 @@ struct AdjointGradient {
   at::Tensor kl;      // Σ_k c_k per sample: the Girsanov estimate of KL(P_θ ‖ P_ref)
 };
 
+/// The adjoint's running state for one batch walking back: a_{k+1} and the sums so far.
+struct AdjointState {
+  at::Tensor a;
+  /// While walking: grad holds Σ_b ∇_θ J_b so far; finish() turns it into the batch mean.
+  AdjointGradient gradient;
+};
+
 class AdjointSolver {
  public:
   /// Throws if β > 0 with a deterministic sampler or λ, β are negative.
@@ -52,6 +59,15 @@ class AdjointSolver {
   AdjointStep step(const ScoreModel& model, const ScoreModel* reference,
                    const std::vector<at::Tensor>& params, const at::Tensor& y,
                    const at::Tensor& a_next, const at::Tensor& k) const;
+
+  /// The adjoint at Y_K: a_K = λ ∇_y R(Y_K), R(Y_K) recorded, nothing accumulated yet.
+  AdjointState start(const RewardFn& reward, const at::Tensor& y_final) const;
+  /// One step back from the state at step k + 1 to step k (y = Y_k), accumulating ∇_θ and c_k.
+  void step_back(const ScoreModel& model, const ScoreModel* reference,
+                 const std::vector<at::Tensor>& params, const at::Tensor& y, int64_t k,
+                 AdjointState& state) const;
+  /// The batch-mean gradient of a state that has walked back to step 0.
+  static AdjointGradient finish(AdjointState state);
 
   /// The exact gradient over a stored path Y_0 … Y_K.
   AdjointGradient gradient(const ScoreModel& model, const ScoreModel* reference,

@@ -10,11 +10,15 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace idtune {
+
+class JsonReader;
 
 enum class SamplerKind { SdeEuler, OdeEuler, Ddpm, Ddim };
 const NameTable<SamplerKind>& sampler_names();
@@ -31,6 +35,10 @@ struct SamplerOptions {
   double t_min = 1e-3;
   DdpmVariance ddpm_variance = DdpmVariance::Posterior;
 };
+
+/// Reads a sampler object (unknown keys rejected).
+SamplerOptions parse_sampler_options(JsonReader& reader);
+nlohmann::json to_json(const SamplerOptions& options);
 
 /// The coefficients of chain step k (from τ_k to τ_{k+1}).
 struct ChainStep {
@@ -51,6 +59,8 @@ class Sampler {
   const ChainStep& step(int64_t k) const { return steps_.at(k); }
   /// True when every σ_k > 0 (the path KL is finite).
   bool stochastic() const;
+  /// True when some σ_k > 0: the chain needs noise.
+  bool needs_noise() const;
 
   /// Per-sample step indices: a [batch] int64 tensor filled with k.
   at::Tensor indices(int64_t batch, int64_t k) const;
@@ -60,7 +70,7 @@ class Sampler {
   at::Tensor sigma(const at::Tensor& k) const;
   /// m_k(y; θ) = a_k y + b_k s_θ(y, τ_k) for each sample.
   at::Tensor mean(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k) const;
-  /// Y_{k+1} = m_k(Y_k; θ) + σ_k ξ_k.
+  /// Y_{k+1} = m_k(Y_k; θ) + σ_k ξ_k; ξ may be undefined for a deterministic sampler.
   at::Tensor advance(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
                      const at::Tensor& xi) const;
   /// Deterministic samplers: Y_k ≈ (Y_{k+1} − b_k s_θ(Y_{k+1}, τ_{k+1})) / a_k, the chain
