@@ -32,7 +32,7 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& m
   const auto r = reward(y);
   check(r.dim() == 1 && r.size(0) == batch, "reward returned shape ", r.sizes(), ", expected [",
         batch, "]");
-  return {lambda * r - beta * kl, r.detach(), kl.detach()};
+  return {lambda * r - beta * kl, r.detach(), kl.detach(), y.detach()};
 }
 
 }  // namespace idtune

@@ -18,6 +18,7 @@ struct UnrolledObjective {
   at::Tensor objective;
   at::Tensor reward;  // R(Y_K) per sample, detached
   at::Tensor kl;      // Σ_k c_k per sample, detached
+  at::Tensor final_state;  // Y_K, detached
 };
 
 /// Samples from `y0` with the noise of batch `stream`, recording the graph of the last

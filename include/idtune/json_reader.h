@@ -33,7 +33,7 @@ class JsonReader {
   /// Reads a string that must be one of `allowed`; maps it to its enum value.
   template <typename Enum>
   void read_enum(const std::string& key, Enum& value,
-                 const std::vector<std::pair<std::string, Enum>>& table);
+                 const NameTable<Enum>& table);
   /// A reader for the nested object at `key` (an error if it is not an object).
   JsonReader object(const std::string& key);
   bool has(const std::string& key) const;
@@ -79,16 +79,10 @@ void JsonReader::require(const std::string& key, T& value) {
 
 template <typename Enum>
 void JsonReader::read_enum(const std::string& key, Enum& value,
-                           const std::vector<std::pair<std::string, Enum>>& table) {
+                           const NameTable<Enum>& table) {
   std::string name = name_of(value, table);
   read(key, name);
-  for (const auto& [candidate, e] : table) {
-    if (candidate == name) {
-      value = e;
-      return;
-    }
-  }
-  throw Error(path_of(key) + ": \"" + name + "\" is not one of: " + list_names(table));
+  value = parse_name(name, table, path_of(key));
 }
 
 }  // namespace idtune

@@ -2,6 +2,8 @@
 // Name <-> enum tables: every option with a fixed set of values (schedule, sampler,
 // prediction type...) is one table, so messages can list the valid names.
 
+#include "idtune/error.h"
+
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -25,6 +27,14 @@ const std::string& name_of(Enum value, const NameTable<Enum>& table) {
   for (const auto& entry : table)
     if (entry.second == value) return entry.first;
   throw std::logic_error("enum value missing from its name table");
+}
+
+/// The enum value named `name`; throws idtune::Error "<what>: "x" is not one of: a, b, c".
+template <typename Enum>
+Enum parse_name(const std::string& name, const NameTable<Enum>& table, const std::string& what) {
+  for (const auto& [candidate, value] : table)
+    if (candidate == name) return value;
+  throw Error(what + ": \"" + name + "\" is not one of: " + list_names(table));
 }
 
 }  // namespace idtune

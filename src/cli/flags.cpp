@@ -1,0 +1,81 @@
+#include "flags.h"
+
+#include "idtune/error.h"
+
+#include <algorithm>
+
+namespace idtune::cli {
+
+Flags::Flags(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs,
+             const std::string& command)
+    : command_(command) {
+  auto spec_of = [&](const std::string& arg) -> const FlagSpec& {
+    const auto it = std::find_if(specs.begin(), specs.end(),
+                                 [&](const FlagSpec& s) { return "--" + s.name == arg; });
+    check(it != specs.end(), "idtune ", command, ": unknown argument '", arg, "'; flags:\n",
+          usage(specs));
+    return *it;
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const FlagSpec& spec = spec_of(args[i]);
+    auto& values = values_[spec.name];
+    check(spec.repeated || values.empty(), "idtune ", command, ": --", spec.name,
+          " given twice");
+    if (spec.is_switch) {
+      values.push_back("true");
+      continue;
+    }
+    check(i + 1 < args.size(), "idtune ", command, ": --", spec.name, " needs a value");
+    values.push_back(args[++i]);
+  }
+  for (const auto& spec : specs) {
+    check(!spec.required || values_.count(spec.name), "idtune ", command, ": --", spec.name,
+          " is required; flags:\n", usage(specs));
+    if (!values_.count(spec.name) && !spec.repeated)
+      values_[spec.name] = {spec.is_switch ? "false" : spec.default_value};
+  }
+}
+
+const std::string& Flags::text(const std::string& name) const { return values_.at(name).front(); }
+
+double Flags::number(const std::string& name) const {
+  const auto& value = text(name);
+  try {
+    size_t used = 0;
+    const double x = std::stod(value, &used);
+    if (used == value.size()) return x;
+  } catch (const std::exception&) {
+  }
+  throw Error("idtune " + command_ + ": --" + name + " expects a number, got '" + value + "'");
+}
+
+int64_t Flags::integer(const std::string& name) const {
+  const double x = number(name);
+  check(x == static_cast<double>(static_cast<int64_t>(x)), "idtune ", command_, ": --", name,
+        " expects an integer, got '", text(name), "'");
+  return static_cast<int64_t>(x);
+}
+
+bool Flags::on(const std::string& name) const { return text(name) == "true"; }
+
+const std::vector<std::string>& Flags::all(const std::string& name) const {
+  static const std::vector<std::string> none;
+  const auto it = values_.find(name);
+  return it == values_.end() ? none : it->second;
+}
+
+std::string Flags::usage(const std::vector<FlagSpec>& specs) {
+  std::string out;
+  for (const auto& s : specs) {
+    std::string left = "  --" + s.name + (s.is_switch ? "" : " VALUE");
+    left.resize(std::max<size_t>(left.size() + 2, 26), ' ');
+    out += left + s.help;
+    if (s.required) out += " (required)";
+    else if (!s.is_switch && !s.repeated && !s.default_value.empty())
+      out += " (default " + s.default_value + ")";
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace idtune::cli

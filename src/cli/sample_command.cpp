@@ -1,0 +1,47 @@
+// idtune sample --model m.pt --n 64 --out grid.png
+
+#include "commands.h"
+#include "idtune/image_grid.h"
+#include "idtune/sampling.h"
+#include "idtune/tune_config.h"
+
+#include <spdlog/spdlog.h>
+
+namespace idtune::cli {
+
+namespace {
+
+int run_sample(const Flags& flags) {
+  const auto model = ScoreModel::load(
+      flags.text("model"), {parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))});
+  SamplerOptions options;
+  options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
+  options.steps = flags.integer("steps");
+  const Sampler sampler(options, model);
+  const Noise noise(static_cast<uint64_t>(flags.integer("seed")));
+  const int64_t n = flags.integer("n");
+  check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);
+  const auto images =
+      sample_path(sampler, model, initial_state(model, n, noise, 0), noise, 0).final_state();
+  write_image_grid(images, model.card().data_range, flags.text("out"));
+  spdlog::info("wrote {} samples of '{}' to '{}'", n, flags.text("model"), flags.text("out"));
+  return 0;
+}
+
+}  // namespace
+
+Command sample_command() {
+  return {"sample",
+          "draw samples from a score model into a PNG grid",
+          {{"model", "", "TorchScript score model (card beside it)", false, false, true},
+           {"out", "samples.png", "PNG grid to write"},
+           {"n", "64", "number of samples"},
+           {"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
+           {"steps", "100", "sampling steps K"},
+           {"seed", "0", "noise seed"},
+           {"device", "cpu", "cpu or cuda"},
+           {"dtype", "float32", "float32 or float64"}},
+          run_sample};
+}
+
+}  // namespace idtune::cli

@@ -1,0 +1,33 @@
+// idtune tune --config run.json [--set key=value ...] [--resume]
+
+#include "commands.h"
+#include "idtune/interrupt.h"
+#include "idtune/json_reader.h"
+#include "idtune/tune_run.h"
+
+namespace idtune::cli {
+
+namespace {
+
+int run_tune(const Flags& flags) {
+  const auto& file = flags.text("config");
+  auto json = read_json_file(file);
+  for (const auto& assignment : flags.all("set")) apply_override(json, assignment);
+  TuneRun run(parse_tune_config(json, file), flags.on("resume"));
+  install_interrupt_handlers();
+  run.run();  // interrupted or not, the state is on disk: exit 0
+  return 0;
+}
+
+}  // namespace
+
+Command tune_command() {
+  return {"tune",
+          "finetune a score model towards a reward (Implicit Diffusion and baselines)",
+          {{"config", "", "JSON configuration (see configs/ and docs/configuration.md)", false, false, true},
+           {"set", "", "override a key, e.g. --set sampler.steps=64 (repeatable)", false, true},
+           {"resume", "", "continue the run in output.run_dir from its checkpoint", true}},
+          run_tune};
+}
+
+}  // namespace idtune::cli
