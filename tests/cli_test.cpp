@@ -1,0 +1,221 @@
+// The idtune executable as a user meets it: a tune run end to end, the export read back in
+// Python, and bad input of every kind refused with a clear message, a non-zero exit and no
+// checkpoint left behind.
+
+#include "analytic_problems.h"
+#include "idtune/json_reader.h"
+#include "idtune/toy_models.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+namespace idtune {
+namespace {
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+/// Runs a shell command, capturing stdout and stderr together.
+Result run(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buffer{};
+  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+Result idtune(const std::string& args) { return run(std::string(IDTUNE_EXECUTABLE) + " " + args); }
+
+/// A tiny U-Net saved with its card, and a valid config for it in a fresh directory.
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TinyUNetOptions o;
+    o.size = 4;
+    o.width = 4;
+    o.model.dtype = c10::kFloat;
+    make_tiny_unet(o).save(dir_.file("unet.pt"));
+    config_ = {{"model", dir_.file("unet.pt")},
+               {"reward", "brightness"},
+               {"objective", {{"lambda", 1.0}, {"beta", 0.05}}},
+               {"sampler", {{"kind", "sde-euler"}, {"steps", 8}}},
+               {"algorithm", {{"queue_slots", 4}}},
+               {"batch", 4},
+               {"iterations", 30},
+               {"optimiser", {{"lr", 3e-3}}},
+               {"output", {{"run_dir", run_dir()}, {"image_every", 0}, {"log_every", 10}}}};
+  }
+  std::string run_dir() const { return dir_.file("run"); }
+  std::string write_config(const nlohmann::json& config) const {
+    write_json_file(dir_.file("run.json"), config);
+    return dir_.file("run.json");
+  }
+  /// Runs tune with a config changed by `edit`; expects failure naming every fragment, and
+  /// no checkpoint in the run directory.
+  template <typename Edit>
+  void expect_refused(Edit edit, const std::vector<std::string>& fragments,
+                      const std::string& extra_flags = "") {
+    auto config = config_;
+    edit(config);
+    const auto r = idtune("tune --config " + write_config(config) + " " + extra_flags);
+    EXPECT_NE(r.status, 0) << r.output;
+    for (const auto& f : fragments) EXPECT_NE(r.output.find(f), std::string::npos) << "missing '" << f << "' in:\n" << r.output;
+    EXPECT_FALSE(std::filesystem::exists(run_dir() + "/checkpoint.pt")) << r.output;
+  }
+
+  testing::TempDir dir_;
+  nlohmann::json config_;
+};
+
+TEST_F(CliTest, TuneRaisesTheRewardAndWritesTheRunDirectory) {
+  const auto r = idtune("tune --config " + write_config(config_));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const auto* f : {"config.json", "metrics.jsonl", "checkpoint.pt", "tuned.pt", "tuned.json",
+                        "samples/before.png", "samples/after.png"})
+    EXPECT_TRUE(std::filesystem::exists(run_dir() + "/" + f)) << f;
+  std::ifstream metrics(run_dir() + "/metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 30u);
+  auto mean_reward = [&](size_t from, size_t to) {
+    double sum = 0;
+    for (size_t i = from; i < to; ++i) sum += lines[i]["reward_mean"].get<double>();
+    return sum / double(to - from);
+  };
+  EXPECT_GT(mean_reward(25, 30), mean_reward(0, 5) + 0.05);
+  for (const auto* key : {"step", "reward_std", "kl", "loss", "grad_norm", "lr", "sample_steps_per_s", "wall_time_s"})
+    EXPECT_TRUE(lines.back().contains(key)) << key;
+  const auto card = read_json_file(run_dir() + "/tuned.json");
+  EXPECT_EQ(card["provenance"]["reward"], "brightness");
+  EXPECT_EQ(card["provenance"]["beta"], 0.05);
+}
+
+TEST_F(CliTest, ResumedRunHasTheSameMetricsAndWeights) {
+  ASSERT_EQ(idtune("tune --config " + write_config(config_)).status, 0);
+  std::filesystem::rename(run_dir(), dir_.file("uninterrupted"));
+  ASSERT_EQ(idtune("tune --config " + write_config(config_) + " --set iterations=13").status, 0);
+  const auto r = idtune("tune --config " + write_config(config_) + " --resume");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto strip = [](const std::string& file) {
+    std::ifstream in(file);
+    std::string out;
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      j.erase("wall_time_s");
+      j.erase("sample_steps_per_s");
+      out += j.dump() + "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(strip(run_dir() + "/metrics.jsonl"), strip(dir_.file("uninterrupted/metrics.jsonl")));
+  EXPECT_EQ(run("cmp " + run_dir() + "/tuned.pt " + dir_.file("uninterrupted/tuned.pt")).status, 0);
+}
+
+TEST_F(CliTest, ExportLoadsInPythonAndItsRewardMovedAsReported) {
+  if (!std::filesystem::exists("/usr/bin/python3") || run("/usr/bin/python3 -c 'import torch'").status != 0)
+    GTEST_SKIP() << "python3-torch is not installed (scripts/setup.sh installs it)";
+  ASSERT_EQ(idtune("tune --config " + write_config(config_)).status, 0);
+  const auto eval = idtune("eval --model " + run_dir() + "/tuned.pt --reference " +
+                           dir_.file("unet.pt") + " --n 512 --steps 8");
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  const auto report = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+  const auto check = run("/usr/bin/python3 " IDTUNE_SOURCE_DIR "/scripts/check_export.py --tuned " +
+                         run_dir() + "/tuned.pt --base " + dir_.file("unet.pt") +
+                         " --reward brightness --steps 8 --n 512" +
+                         " --expected-reward " + std::to_string(report["reward_mean"].get<double>()) +
+                         " --expected-base-reward " + std::to_string(report["reference_reward_mean"].get<double>()));
+  EXPECT_EQ(check.status, 0) << check.output;
+  EXPECT_NE(check.output.find("export OK"), std::string::npos) << check.output;
+}
+
+// ---- bad input ----
+
+using Json = nlohmann::json;
+
+TEST_F(CliTest, BadCommandsAndFlags) {
+  EXPECT_EQ(idtune("").status, 2);
+  auto r = idtune("tnue");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("unknown command 'tnue'"), std::string::npos) << r.output;
+  r = idtune("tune");
+  EXPECT_NE(r.output.find("--config is required"), std::string::npos) << r.output;
+  r = idtune("tune --config " + write_config(config_) + " --fast");
+  EXPECT_NE(r.output.find("unknown argument '--fast'"), std::string::npos) << r.output;
+  r = idtune("tune --config /nonexistent/run.json");
+  EXPECT_NE(r.output.find("cannot open '/nonexistent/run.json'"), std::string::npos) << r.output;
+  r = idtune("sample --model " + dir_.file("unet.pt") + " --n zero");
+  EXPECT_NE(r.output.find("--n expects a number"), std::string::npos) << r.output;
+  r = idtune("eval --model " + dir_.file("unet.pt"));
+  EXPECT_NE(r.output.find("--reference is required"), std::string::npos) << r.output;
+  for (const auto& c : {"", "tnue", "tune", "tune --config /nonexistent/run.json"}) EXPECT_NE(idtune(c).status, 0) << c;
+}
+
+TEST_F(CliTest, ConfigThatIsNotJson) {
+  std::ofstream(dir_.file("broken.json")) << "{\"model\": ";
+  const auto r = idtune("tune --config " + dir_.file("broken.json"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("is not valid JSON"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, UnknownKeysAreNamedByTheirJsonPath) {
+  expect_refused([](Json& c) { c["iteratons"] = 5; }, {"/iteratons", "unknown key"});
+  expect_refused([](Json& c) { c["sampler"]["stepz"] = 5; }, {"/sampler/stepz", "unknown key"});
+  expect_refused([](Json& c) { c["optimiser"]["learning_rate"] = 1; }, {"/optimiser/learning_rate"});
+  expect_refused([](Json&) {}, {"/output/typo", "unknown key"}, "--set output.typo=1");
+}
+
+TEST_F(CliTest, OutOfRangeAndInvalidValues) {
+  expect_refused([](Json& c) { c["sampler"]["kind"] = "euler"; }, {"/sampler/kind", "sde-euler, ode-euler, ddpm, ddim"});
+  expect_refused([](Json& c) { c["sampler"]["steps"] = 0; }, {"/sampler/steps", "out of range"});
+  expect_refused([](Json& c) { c["algorithm"]["queue_slots"] = 3; }, {"queue_slots = 3", "must divide"});
+  expect_refused([](Json& c) { c["algorithm"]["method"] = "single-loop"; }, {"/algorithm/method", "implicit, nested, draft, draft-k"});
+  expect_refused([](Json& c) { c["algorithm"]["gradient"] = "adjoint2"; }, {"/algorithm/gradient", "adjoint, double-queue"});
+  expect_refused([](Json& c) { c["objective"]["lambda"] = -1; }, {"/objective/lambda", "out of range"});
+  expect_refused([](Json& c) { c["objective"] = {{"lambda", 0}, {"beta", 0}}; }, {"nothing to optimise"});
+  expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; }, {"/optimiser/lr", "out of range"});
+  expect_refused([](Json& c) { c["optimiser"]["betas"] = {0.9, 1.5}; }, {"/optimiser/betas"});
+  expect_refused([](Json& c) { c["dtype"] = "float16"; }, {"/dtype", "float32, float64"});
+  expect_refused([](Json& c) { c["batch"] = "many"; }, {"/batch", "wrong type"});
+  expect_refused([](Json& c) { c["output"]["grid_samples"] = 0; }, {"/output/grid_samples"});
+  expect_refused([](Json& c) { c["iterations"] = -5; }, {"/iterations", "out of range"});
+}
+
+TEST_F(CliTest, ChoicesThatDoNotFitTogether) {
+  expect_refused([](Json& c) { c["sampler"]["kind"] = "ode-euler"; }, {"deterministic", "sde-euler or ddpm"});
+  expect_refused([](Json& c) { c["reward"] = "red"; }, {"red", "3 channels"});
+  expect_refused([](Json& c) { c["reward"] = "sharpness"; }, {"sharpness", "brightness"});
+  expect_refused([](Json& c) { c["optimiser"]["tune"] = {"^decoder"}; }, {"^decoder", "matches no parameter", "up_w"});
+  expect_refused([](Json& c) { c["device"] = "cuda"; }, {"cuda"});
+  expect_refused([](Json& c) { c["device"] = "tpu"; }, {"tpu", "cpu"});
+}
+
+TEST_F(CliTest, MissingOrBrokenModelFiles) {
+  expect_refused([&](Json& c) { c["model"] = dir_.file("absent.pt"); }, {"absent.pt", "does not exist"});
+  std::filesystem::copy_file(dir_.file("unet.pt"), dir_.file("nocard.pt"));
+  expect_refused([&](Json& c) { c["model"] = dir_.file("nocard.pt"); }, {"nocard.json", "card"});
+  std::ofstream(dir_.file("junk.pt")) << "junk";
+  std::filesystem::copy_file(dir_.file("unet.json"), dir_.file("junk.json"));
+  expect_refused([&](Json& c) { c["model"] = dir_.file("junk.pt"); }, {"junk.pt", "cannot load"});
+}
+
+TEST_F(CliTest, SetOverridesAndResumeMistakes) {
+  expect_refused([](Json&) {}, {"expected key=value"}, "--set sampler.steps");
+  expect_refused([](Json&) {}, {"--resume", "checkpoint.pt", "does not exist"}, "--resume");
+  ASSERT_EQ(idtune("tune --config " + write_config(config_) + " --set iterations=2").status, 0);
+  auto r = idtune("tune --config " + write_config(config_));
+  EXPECT_NE(r.output.find("already holds a run"), std::string::npos) << r.output;
+  r = idtune("tune --config " + write_config(config_) + " --resume --set batch=8");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("differs from the one in"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace idtune
