@@ -1,7 +1,10 @@
 #pragma once
 // Problems with known answers shared by the tests (spec §7), and small test utilities.
 
+#include "idtune/error.h"
+
 #include <ATen/core/Tensor.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
@@ -51,6 +54,19 @@ inline double ode_limit_mean(double theta, double t_max, double t_min) {
 
 /// max |a − b| / max(|b|) over a list of tensors, in float64.
 double relative_error(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b);
+
+/// Runs `action`, which must throw idtune::Error whose message contains every `fragment`.
+template <typename Action>
+void expect_error(Action action, const std::vector<std::string>& fragments) {
+  try {
+    action();
+    ADD_FAILURE() << "no error thrown; expected one mentioning '" << fragments.front() << "'";
+  } catch (const Error& e) {
+    for (const auto& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message: " << e.what() << "\nmissing: " << f;
+  }
+}
 
 /// A fresh directory under the system temp dir, removed when the object dies.
 class TempDir {

@@ -15,6 +15,8 @@
 namespace idtune {
 namespace {
 
+using testing::expect_error;
+
 using testing::TempDir;
 
 /// Float64 round-off on a handful of operations.
@@ -43,19 +45,6 @@ void expect_close(const at::Tensor& computed, const at::Tensor& expected, double
   ASSERT_EQ(computed.sizes(), expected.sizes());
   const double diff = (computed - expected).abs().max().item<double>();
   EXPECT_LE(diff, tolerance) << "computed " << computed << "\nexpected " << expected;
-}
-
-/// Runs `action`, which must throw idtune::Error whose message contains every `fragment`.
-template <typename Action>
-void expect_error(Action action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << fragments.front() << "'";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message: " << e.what() << "\nmissing: " << f;
-  }
 }
 
 void expect_parse_error(const std::string& spec, const ModelCard& card,

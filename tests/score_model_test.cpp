@@ -16,20 +16,9 @@
 namespace idtune {
 namespace {
 
-using testing::TempDir;
+using testing::expect_error;
 
-/// Runs `action`, which must throw idtune::Error whose message contains every `fragment`.
-template <typename Action>
-void expect_error(Action action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << fragments.front() << "'";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message: " << e.what() << "\nmissing: " << f;
-  }
-}
+using testing::TempDir;
 
 TinyUNetOptions unet_options(ScheduleKind schedule = ScheduleKind::Ou) {
   TinyUNetOptions o;
