@@ -119,6 +119,23 @@ TEST_F(CliTest, ResumedRunHasTheSameMetricsAndWeights) {
   EXPECT_EQ(run("cmp " + run_dir() + "/tuned.pt " + dir_.file("uninterrupted/tuned.pt")).status, 0);
 }
 
+TEST_F(CliTest, SigtermWritesACheckpointExitsZeroAndTheRunResumes) {
+  auto config = config_;
+  config["iterations"] = 100000;  // far more than the test waits for
+  config["output"]["checkpoint_every"] = 0;
+  const std::string tune = std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
+  // Start, wait for the first metrics line, send SIGTERM, report the exit status.
+  const auto r = run("bash -c '" + tune + " & pid=$!; while [ ! -s " + run_dir() +
+                     "/metrics.jsonl ]; do sleep 0.05; done; kill -TERM $pid; wait $pid; echo exit=$?'");
+  EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("interrupted at iteration"), std::string::npos) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(run_dir() + "/checkpoint.pt"));
+  EXPECT_FALSE(std::filesystem::exists(run_dir() + "/tuned.pt"));  // not finished, not exported
+  const auto resumed = idtune("tune --config " + write_config(config) + " --resume --set iterations=40");
+  EXPECT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_TRUE(std::filesystem::exists(run_dir() + "/tuned.pt"));
+}
+
 TEST_F(CliTest, ExportLoadsInPythonAndItsRewardMovedAsReported) {
   if (!std::filesystem::exists("/usr/bin/python3") || run("/usr/bin/python3 -c 'import torch'").status != 0)
     GTEST_SKIP() << "python3-torch is not installed (scripts/setup.sh installs it)";
