@@ -1,8 +1,8 @@
 #include "idtune/adjoint.h"
 
 #include "idtune/error.h"
-#include "idtune/name_table.h"
 #include "idtune/girsanov_kl.h"
+#include "idtune/name_table.h"
 
 #include <torch/torch.h>
 
@@ -49,8 +49,8 @@ AdjointState AdjointSolver::start(const RewardFn& reward, const at::Tensor& y_fi
 }
 
 void AdjointSolver::step_back(const ScoreModel& model, const ScoreModel* reference,
-                              const std::vector<at::Tensor>& params, const at::Tensor& y,
-                              int64_t k, AdjointState& state) const {
+                              const std::vector<at::Tensor>& params, const at::Tensor& y, int64_t k,
+                              AdjointState& state) const {
   auto s = step(model, reference, params, y, state.a, sampler_.indices(y.size(0), k));
   state.a = s.a;
   state.gradient.kl.add_(s.kl);
@@ -75,7 +75,8 @@ AdjointGradient AdjointSolver::gradient(const ScoreModel& model, const ScoreMode
   check(static_cast<int64_t>(path.states.size()) == K + 1, "adjoint: the path has ",
         path.states.size(), " states, the sampler needs K + 1 = ", K + 1);
   auto state = start(reward, path.final_state());
-  for (int64_t k = K - 1; k >= 0; --k) step_back(model, reference, params, path.states[k], k, state);
+  for (int64_t k = K - 1; k >= 0; --k)
+    step_back(model, reference, params, path.states[k], k, state);
   return finish(std::move(state));
 }
 

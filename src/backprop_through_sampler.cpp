@@ -16,7 +16,8 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& m
   check(!with_kl || reference != nullptr, "beta > 0 needs a reference model");
   check(!with_kl || sampler.stochastic(), "beta > 0 needs a stochastic sampler");
   const int64_t K = sampler.num_steps(), batch = y0.size(0);
-  const int64_t first_graph_step = backprop_steps < 0 ? 0 : std::max<int64_t>(0, K - backprop_steps);
+  const int64_t first_graph_step =
+      backprop_steps < 0 ? 0 : std::max<int64_t>(0, K - backprop_steps);
   at::Tensor y = y0, kl = torch::zeros({batch}, y0.options());
   for (int64_t k = 0; k < K; ++k) {
     torch::AutoGradMode grad_mode(k >= first_graph_step);

@@ -30,8 +30,8 @@ void JsonReader::read_in_range(const std::string& key, double& value, double lo,
 
 void JsonReader::read_in_range(const std::string& key, int64_t& value, int64_t lo, int64_t hi) {
   read(key, value);
-  check(value >= lo && value <= hi, path_of(key), ": ", value, " is out of range, expected [",
-        lo, ", ", hi, "]");
+  check(value >= lo && value <= hi, path_of(key), ": ", value, " is out of range, expected [", lo,
+        ", ", hi, "]");
 }
 
 JsonReader JsonReader::object(const std::string& key) {

@@ -12,14 +12,14 @@ const NameTable<Prediction>& prediction_names() {
 }
 
 const NameTable<TimeInput>& time_input_names() {
-  static const NameTable<TimeInput> table = {
-      {"continuous", TimeInput::Continuous}, {"discrete", TimeInput::Discrete}};
+  static const NameTable<TimeInput> table = {{"continuous", TimeInput::Continuous},
+                                             {"discrete", TimeInput::Discrete}};
   return table;
 }
 
 const NameTable<TimeDtype>& time_dtype_names() {
-  static const NameTable<TimeDtype> table = {
-      {"float", TimeDtype::Float}, {"long", TimeDtype::Long}};
+  static const NameTable<TimeDtype> table = {{"float", TimeDtype::Float},
+                                             {"long", TimeDtype::Long}};
   return table;
 }
 
@@ -44,8 +44,8 @@ ModelCard parse_model_card(const nlohmann::json& json, const std::string& source
   reader.finish();
 
   const bool discrete = card.schedule.kind == ScheduleKind::DdpmDiscrete;
-  check(discrete == (card.time_input == TimeInput::Discrete), reader.path_of("time_input"),
-        ": \"", name_of(card.time_input, time_input_names()), "\" does not fit schedule \"",
+  check(discrete == (card.time_input == TimeInput::Discrete), reader.path_of("time_input"), ": \"",
+        name_of(card.time_input, time_input_names()), "\" does not fit schedule \"",
         name_of(card.schedule.kind, schedule_names()),
         "\": a ddpm-discrete schedule takes time_input \"discrete\" (step indices), "
         "every other schedule \"continuous\"");
@@ -68,7 +68,8 @@ nlohmann::json to_json(const ModelCard& card) {
 std::string card_path_for(const std::string& model_path) {
   const auto dot = model_path.rfind('.');
   const auto slash = model_path.rfind('/');
-  const bool has_extension = dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  const bool has_extension =
+      dot != std::string::npos && (slash == std::string::npos || dot > slash);
   return (has_extension ? model_path.substr(0, dot) : model_path) + ".json";
 }
 

@@ -10,17 +10,16 @@
 namespace idtune {
 
 const NameTable<SamplerKind>& sampler_names() {
-  static const NameTable<SamplerKind> table = {
-      {"sde-euler", SamplerKind::SdeEuler},
-      {"ode-euler", SamplerKind::OdeEuler},
-      {"ddpm", SamplerKind::Ddpm},
-      {"ddim", SamplerKind::Ddim}};
+  static const NameTable<SamplerKind> table = {{"sde-euler", SamplerKind::SdeEuler},
+                                               {"ode-euler", SamplerKind::OdeEuler},
+                                               {"ddpm", SamplerKind::Ddpm},
+                                               {"ddim", SamplerKind::Ddim}};
   return table;
 }
 
 const NameTable<DdpmVariance>& ddpm_variance_names() {
-  static const NameTable<DdpmVariance> table = {
-      {"posterior", DdpmVariance::Posterior}, {"beta", DdpmVariance::Beta}};
+  static const NameTable<DdpmVariance> table = {{"posterior", DdpmVariance::Posterior},
+                                                {"beta", DdpmVariance::Beta}};
   return table;
 }
 
@@ -101,12 +100,18 @@ Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : optio
     const double tau = grid[k], h = grid[k] - grid[k + 1];
     const double abar = schedule.alpha_bar(tau), abar_next = schedule.alpha_bar(grid[k + 1]);
     switch (options.kind) {
-      case SamplerKind::SdeEuler: steps_.push_back(euler_step(schedule, tau, h, true)); break;
-      case SamplerKind::OdeEuler: steps_.push_back(euler_step(schedule, tau, h, false)); break;
+      case SamplerKind::SdeEuler:
+        steps_.push_back(euler_step(schedule, tau, h, true));
+        break;
+      case SamplerKind::OdeEuler:
+        steps_.push_back(euler_step(schedule, tau, h, false));
+        break;
       case SamplerKind::Ddpm:
         steps_.push_back(ddpm_step(tau, abar, abar_next, options.ddpm_variance));
         break;
-      case SamplerKind::Ddim: steps_.push_back(ddim_step(tau, abar, abar_next)); break;
+      case SamplerKind::Ddim:
+        steps_.push_back(ddim_step(tau, abar, abar_next));
+        break;
     }
   }
   auto column = [&](auto field) {

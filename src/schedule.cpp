@@ -10,11 +10,10 @@
 namespace idtune {
 
 const NameTable<ScheduleKind>& schedule_names() {
-  static const NameTable<ScheduleKind> table = {
-      {"ou", ScheduleKind::Ou},
-      {"vp-linear", ScheduleKind::VpLinear},
-      {"cosine", ScheduleKind::Cosine},
-      {"ddpm-discrete", ScheduleKind::DdpmDiscrete}};
+  static const NameTable<ScheduleKind> table = {{"ou", ScheduleKind::Ou},
+                                                {"vp-linear", ScheduleKind::VpLinear},
+                                                {"cosine", ScheduleKind::Cosine},
+                                                {"ddpm-discrete", ScheduleKind::DdpmDiscrete}};
   return table;
 }
 
@@ -50,11 +49,15 @@ ScheduleOptions parse_schedule(JsonReader& reader) {
 nlohmann::json to_json(const ScheduleOptions& o) {
   nlohmann::json j = {{"kind", name_of(o.kind, schedule_names())}};
   switch (o.kind) {
-    case ScheduleKind::Ou: j["t_max"] = o.t_max; break;
+    case ScheduleKind::Ou:
+      j["t_max"] = o.t_max;
+      break;
     case ScheduleKind::VpLinear:
       j.update({{"t_max", o.t_max}, {"beta_min", o.beta_min}, {"beta_max", o.beta_max}});
       break;
-    case ScheduleKind::Cosine: j.update({{"t_max", o.t_max}, {"cosine_s", o.cosine_s}}); break;
+    case ScheduleKind::Cosine:
+      j.update({{"t_max", o.t_max}, {"cosine_s", o.cosine_s}});
+      break;
     case ScheduleKind::DdpmDiscrete:
       if (o.betas.empty())
         j.update({{"beta_start", o.beta_start},
@@ -72,10 +75,9 @@ Schedule::Schedule(ScheduleOptions options) : options_(std::move(options)) {
     check(options_.t_max > 0, "schedule: t_max must be > 0, got ", options_.t_max);
     return;
   }
-  auto betas = options_.betas.empty()
-                   ? torch::linspace(options_.beta_start, options_.beta_end,
-                                     options_.num_train_steps, torch::kFloat64)
-                   : torch::tensor(options_.betas, torch::kFloat64);
+  auto betas = options_.betas.empty() ? torch::linspace(options_.beta_start, options_.beta_end,
+                                                        options_.num_train_steps, torch::kFloat64)
+                                      : torch::tensor(options_.betas, torch::kFloat64);
   check(betas.numel() >= 2, "schedule ddpm-discrete: needs at least 2 betas");
   check((betas > 0).all().item<bool>() && (betas < 1).all().item<bool>(),
         "schedule ddpm-discrete: every beta must lie in (0, 1)");
@@ -89,7 +91,8 @@ double Schedule::t_max() const {
 at::Tensor Schedule::alpha_bar(const at::Tensor& t) const {
   const auto& o = options_;
   switch (o.kind) {
-    case ScheduleKind::Ou: return torch::exp(-2 * t);
+    case ScheduleKind::Ou:
+      return torch::exp(-2 * t);
     case ScheduleKind::VpLinear:
       return torch::exp(-o.beta_min * t - 0.5 * (o.beta_max - o.beta_min) * t * t);
     case ScheduleKind::Cosine: {
@@ -113,8 +116,10 @@ at::Tensor Schedule::sigma(const at::Tensor& t) const { return (1 - alpha_bar(t)
 at::Tensor Schedule::beta(const at::Tensor& t) const {
   const auto& o = options_;
   switch (o.kind) {
-    case ScheduleKind::Ou: return torch::full_like(t, 2.0);
-    case ScheduleKind::VpLinear: return o.beta_min + (o.beta_max - o.beta_min) * t;
+    case ScheduleKind::Ou:
+      return torch::full_like(t, 2.0);
+    case ScheduleKind::VpLinear:
+      return o.beta_min + (o.beta_max - o.beta_min) * t;
     case ScheduleKind::Cosine: {
       // −d/dt log cos²(u) = 2 tan(u) du/dt, u = (t+s)/(1+s)·π/2.
       const double s = o.cosine_s, du_dt = M_PI / (2 * (1 + s));

@@ -34,8 +34,8 @@ ScoreModel::ScoreModel(std::shared_ptr<State> state) : state_(std::move(state)) 
 
 ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options,
                        std::string name)
-    : state_(std::make_shared<State>(State{std::move(module), card, Schedule(card.schedule),
-                                           options, std::move(name)})) {
+    : state_(std::make_shared<State>(
+          State{std::move(module), card, Schedule(card.schedule), options, std::move(name)})) {
   check(options.dtype == c10::kFloat || options.dtype == c10::kDouble, state_->name,
         ": dtype must be float32 or float64");
   state_->module.eval();
@@ -103,8 +103,10 @@ at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t) const {
   const auto& schedule = state_->schedule;
   auto per_sample = [&](const at::Tensor& v) { return v.view({-1, 1, 1, 1}); };
   switch (state_->card.prediction) {
-    case Prediction::Score: return o;
-    case Prediction::Epsilon: return -o / per_sample(schedule.sigma(t));  // s = −ε/σ
+    case Prediction::Score:
+      return o;
+    case Prediction::Epsilon:
+      return -o / per_sample(schedule.sigma(t));  // s = −ε/σ
     case Prediction::V: {
       auto alpha = per_sample(schedule.alpha(t)), sigma = per_sample(schedule.sigma(t));
       return -(alpha * o + sigma * x) / sigma;  // v = αε − σx₀  =>  s = −(α v + σ x)/σ

@@ -32,7 +32,8 @@ namespace {
 /// N(0, 1/fan_in) weights from a seeded generator.
 class Initialiser {
  public:
-  explicit Initialiser(uint64_t seed) : generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
+  explicit Initialiser(uint64_t seed)
+      : generator_(at::make_generator<at::CPUGeneratorImpl>(seed)) {}
   at::Tensor weight(std::vector<int64_t> shape, int64_t fan_in) {
     return torch::randn(shape, generator_, torch::dtype(torch::kFloat64)) / std::sqrt(fan_in);
   }
@@ -81,8 +82,8 @@ def forward(self, x, t):
   card.shape = {C, o.size, o.size};
   card.schedule = o.schedule;
   card.prediction = o.prediction;
-  card.time_input = o.schedule.kind == ScheduleKind::DdpmDiscrete ? TimeInput::Discrete
-                                                                   : TimeInput::Continuous;
+  card.time_input =
+      o.schedule.kind == ScheduleKind::DdpmDiscrete ? TimeInput::Discrete : TimeInput::Continuous;
   card.provenance = {{"built_by", "idtune::make_tiny_unet"}, {"seed", o.seed}};
   return ScoreModel(std::move(m), card, o.model, "tiny-unet");
 }

@@ -19,8 +19,8 @@ const NameTable<Method>& method_names() {
 }
 
 const NameTable<GradientEstimator>& gradient_estimator_names() {
-  static const NameTable<GradientEstimator> table = {{"adjoint", GradientEstimator::Adjoint},
-                                                     {"double-queue", GradientEstimator::DoubleQueue}};
+  static const NameTable<GradientEstimator> table = {
+      {"adjoint", GradientEstimator::Adjoint}, {"double-queue", GradientEstimator::DoubleQueue}};
   return table;
 }
 
@@ -30,7 +30,8 @@ void select_trainable(const ScoreModel& model, const std::vector<std::string>& p
     try {
       regexes.emplace_back(p);
     } catch (const std::regex_error& e) {
-      throw Error("optimiser.tune: '" + p + "' is not a valid regular expression (" + e.what() + ")");
+      throw Error("optimiser.tune: '" + p + "' is not a valid regular expression (" + e.what() +
+                  ")");
     }
   }
   std::vector<bool> used(patterns.size(), false);
@@ -75,11 +76,10 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
         "backprop_steps must be >= 1 for draft-k");
   select_trainable(model_, o.tune);
   params_ = model_.trainable_parameters();
-  optimiser_ = std::make_unique<torch::optim::Adam>(
-      params_, torch::optim::AdamOptions(o.lr)
-                   .betas({o.betas[0], o.betas[1]})
-                   .eps(o.eps)
-                   .weight_decay(o.weight_decay));
+  optimiser_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(o.lr)
+                                                                 .betas({o.betas[0], o.betas[1]})
+                                                                 .eps(o.eps)
+                                                                 .weight_decay(o.weight_decay));
   if (o.ema_decay > 0)
     for (const auto& p : params_) ema_.push_back(p.detach().clone());
   if (is_backprop(options_.method)) return;
@@ -99,8 +99,8 @@ IterationReport Trainer::step() {
     gradient = backprop_gradient();
     report.sample_steps = sampler_.num_steps() * options_.batch;
   } else {
-    report.sample_steps = queue_.steps_per_advance() * options_.batch *
-                          static_cast<int64_t>(queue_.slots().size());
+    report.sample_steps =
+        queue_.steps_per_advance() * options_.batch * static_cast<int64_t>(queue_.slots().size());
     // 1. Sampling: every slot advances K/M steps with θ_k, one batched model call per step.
     queue_.advance(model_, updates_);
     // 2. Optimisation: the completed slot yields the gradient...
@@ -138,9 +138,9 @@ AdjointGradient Trainer::backprop_gradient() {
   const uint64_t stream = next_draft_stream_++;
   const auto y0 = initial_state(model_, options_.batch, noise_, stream);
   const int64_t steps = options_.method == Method::Draft ? -1 : options_.backprop_steps;
-  auto unrolled = unrolled_objective(sampler_, model_, options_.beta > 0 ? &reference_ : nullptr,
-                                     y0, noise_, stream, reward_, options_.lambda, options_.beta,
-                                     steps);
+  auto unrolled =
+      unrolled_objective(sampler_, model_, options_.beta > 0 ? &reference_ : nullptr, y0, noise_,
+                         stream, reward_, options_.lambda, options_.beta, steps);
   auto grads = torch::autograd::grad({unrolled.objective.mean()}, params_, {}, false, false,
                                      /*allow_unused=*/true);
   for (size_t i = 0; i < grads.size(); ++i)
@@ -162,7 +162,8 @@ double Trainer::apply(std::vector<at::Tensor> ascent) {
 void Trainer::update_ema() {
   const double decay = options_.optimiser.ema_decay;
   if (decay == 0) return;
-  for (size_t i = 0; i < params_.size(); ++i) ema_[i].mul_(decay).add_(params_[i].detach(), 1 - decay);
+  for (size_t i = 0; i < params_.size(); ++i)
+    ema_[i].mul_(decay).add_(params_[i].detach(), 1 - decay);
 }
 
 ScoreModel Trainer::export_model() const {

@@ -36,7 +36,8 @@ void write_tensors(OutputArchive& archive, const std::string& key,
 
 std::vector<at::Tensor> read_tensors(InputArchive& archive, const std::string& key) {
   std::vector<at::Tensor> tensors(read_int(archive, key + "/count"));
-  for (size_t i = 0; i < tensors.size(); ++i) archive.read(key + "/" + std::to_string(i), tensors[i]);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    archive.read(key + "/" + std::to_string(i), tensors[i]);
   return tensors;
 }
 

@@ -75,8 +75,8 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   if (reader.has("output")) parse_output(reader.object("output"), c.output);
   reader.finish();
   const auto& t = c.trainer;
-  check(t.method != Method::Implicit || t.sampler.steps % t.queue_slots == 0,
-        source, ": /algorithm/queue_slots = ", t.queue_slots,
+  check(t.method != Method::Implicit || t.sampler.steps % t.queue_slots == 0, source,
+        ": /algorithm/queue_slots = ", t.queue_slots,
         " must divide /sampler/steps = ", t.sampler.steps);
   return c;
 }

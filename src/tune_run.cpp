@@ -106,7 +106,8 @@ bool TuneRun::run() {
     log_iteration(report, std::chrono::duration<double>(t1 - t0).count());
     const int64_t done = trainer_->iteration();
     if (every(out.image_every, done))
-      write_grid(trainer_->export_model(), "step_" + std::to_string(1000000 + done).substr(1) + ".png");
+      write_grid(trainer_->export_model(),
+                 "step_" + std::to_string(1000000 + done).substr(1) + ".png");
     if (every(out.checkpoint_every, done) || done == config_.iterations) save_checkpoint();
   }
   export_tuned_model();
@@ -128,10 +129,11 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
   const int64_t n = config_.output.log_every, done = r.iteration + 1;
   if (n <= 0 || (done % n != 0 && done != config_.iterations)) return;
   const double eta = wall_time_ / done * (config_.iterations - done);
-  spdlog::info("[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {:.4f}  loss {:+.4f}  |g| {:.3g}  "
-               "{:.0f} sample-steps/s  eta {:.0f}s",
-               done, config_.iterations, r.reward_mean, r.reward_std, r.kl, r.loss, r.grad_norm,
-               r.sample_steps / seconds, eta);
+  spdlog::info(
+      "[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {:.4f}  loss {:+.4f}  |g| {:.3g}  "
+      "{:.0f} sample-steps/s  eta {:.0f}s",
+      done, config_.iterations, r.reward_mean, r.reward_std, r.kl, r.loss, r.grad_norm,
+      r.sample_steps / seconds, eta);
 }
 
 void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const {

@@ -3,8 +3,8 @@
 // analytic 1-D model and a tiny TorchScript U-Net. And Algorithm 4's reverse-ODE variant
 // approaches it as K grows.
 
-#include "analytic_problems.h"
 #include "idtune/adjoint.h"
+#include "analytic_problems.h"
 #include "idtune/backprop_through_sampler.h"
 #include "idtune/sampling.h"
 #include "idtune/toy_models.h"
@@ -50,7 +50,9 @@ ScoreModel make_model(const Case& c, uint64_t seed) {
 }
 
 /// A smooth, non-linear reward, so that a_K varies with Y_K.
-at::Tensor reward(const at::Tensor& x) { return torch::sin(2 * x).flatten(1).sum(1) - x.pow(2).flatten(1).mean(1); }
+at::Tensor reward(const at::Tensor& x) {
+  return torch::sin(2 * x).flatten(1).sum(1) - x.pow(2).flatten(1).mean(1);
+}
 
 class AdjointMatchesAutograd : public ::testing::TestWithParam<Case> {};
 
@@ -68,10 +70,11 @@ TEST_P(AdjointMatchesAutograd, GradientAndKl) {
   const double lambda = 1.3;
 
   auto path = sample_path(sampler, model, y0, noise, kStream);
-  auto adjoint = AdjointSolver(sampler, {lambda, c.beta}).gradient(model, &reference, params, path, reward);
+  auto adjoint =
+      AdjointSolver(sampler, {lambda, c.beta}).gradient(model, &reference, params, path, reward);
 
-  auto unrolled = unrolled_objective(sampler, model, &reference, y0, noise, kStream, reward,
-                                     lambda, c.beta);
+  auto unrolled =
+      unrolled_objective(sampler, model, &reference, y0, noise, kStream, reward, lambda, c.beta);
   auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
 
   const double error = testing::relative_error(adjoint.grad, autograd);
@@ -89,8 +92,8 @@ TEST_P(AdjointMatchesAutograd, GradientAndKl) {
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   for (auto model : {ModelKind::AnalyticOu, ModelKind::TinyUNet})
-    for (auto sampler : {SamplerKind::SdeEuler, SamplerKind::OdeEuler, SamplerKind::Ddpm,
-                         SamplerKind::Ddim}) {
+    for (auto sampler :
+         {SamplerKind::SdeEuler, SamplerKind::OdeEuler, SamplerKind::Ddpm, SamplerKind::Ddim}) {
       // The analytic model has the ou schedule: every sampler runs on it.
       cases.push_back({sampler, 0.0, model});
       if (sampler == SamplerKind::SdeEuler || sampler == SamplerKind::Ddpm)
@@ -115,7 +118,8 @@ TEST(TruncatedBackprop, LastStepOnlyEqualsOneAdjointStep) {
   auto last = solver.step(model, nullptr, params, path.states[kSteps - 1], terminal.cotangent,
                           sampler.indices(kBatch, kSteps - 1));
   for (auto& g : last.grad) g.div_(kBatch);
-  auto unrolled = unrolled_objective(sampler, model, nullptr, y0, noise, kStream, reward, 1.0, 0.0, 1);
+  auto unrolled =
+      unrolled_objective(sampler, model, nullptr, y0, noise, kStream, reward, 1.0, 0.0, 1);
   auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
   EXPECT_LT(testing::relative_error(last.grad, autograd), kAdjointTolerance);
 }

@@ -26,7 +26,8 @@ inline std::vector<LinearGaussianStep> ou_euler_chain(double theta, double kappa
   const double h = (t_max - t_min) / K;
   for (int64_t k = 0; k < K; ++k) {
     const double tau = t_max - k * h, w = stochastic ? 2 * h : h;
-    steps.push_back({1 + h - w * kappa, w * kappa * theta * std::exp(-tau), stochastic ? 2 * h : 0});
+    steps.push_back(
+        {1 + h - w * kappa, w * kappa * theta * std::exp(-tau), stochastic ? 2 * h : 0});
   }
   return steps;
 }

@@ -8,11 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sys/wait.h>
 
 namespace idtune {
 namespace {
@@ -27,7 +27,8 @@ Result run(const std::string& command) {
   std::string output;
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   std::array<char, 4096> buffer{};
-  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
+    output.append(buffer.data(), n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
@@ -67,7 +68,8 @@ class CliTest : public ::testing::Test {
     edit(config);
     const auto r = idtune("tune --config " + write_config(config) + " " + extra_flags);
     EXPECT_NE(r.status, 0) << r.output;
-    for (const auto& f : fragments) EXPECT_NE(r.output.find(f), std::string::npos) << "missing '" << f << "' in:\n" << r.output;
+    for (const auto& f : fragments)
+      EXPECT_NE(r.output.find(f), std::string::npos) << "missing '" << f << "' in:\n" << r.output;
     EXPECT_FALSE(std::filesystem::exists(run_dir() + "/checkpoint.pt")) << r.output;
   }
 
@@ -91,7 +93,8 @@ TEST_F(CliTest, TuneRaisesTheRewardAndWritesTheRunDirectory) {
     return sum / double(to - from);
   };
   EXPECT_GT(mean_reward(25, 30), mean_reward(0, 5) + 0.05);
-  for (const auto* key : {"step", "reward_std", "kl", "loss", "grad_norm", "lr", "sample_steps_per_s", "wall_time_s"})
+  for (const auto* key :
+       {"step", "reward_std", "kl", "loss", "grad_norm", "lr", "sample_steps_per_s", "wall_time_s"})
     EXPECT_TRUE(lines.back().contains(key)) << key;
   const auto card = read_json_file(run_dir() + "/tuned.json");
   EXPECT_EQ(card["provenance"]["reward"], "brightness");
@@ -123,32 +126,36 @@ TEST_F(CliTest, SigtermWritesACheckpointExitsZeroAndTheRunResumes) {
   auto config = config_;
   config["iterations"] = 100000;  // far more than the test waits for
   config["output"]["checkpoint_every"] = 0;
-  const std::string tune = std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
+  const std::string tune =
+      std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
   // Start, wait for the first metrics line, send SIGTERM, report the exit status.
-  const auto r = run("bash -c '" + tune + " & pid=$!; while [ ! -s " + run_dir() +
-                     "/metrics.jsonl ]; do sleep 0.05; done; kill -TERM $pid; wait $pid; echo exit=$?'");
+  const auto r =
+      run("bash -c '" + tune + " & pid=$!; while [ ! -s " + run_dir() +
+          "/metrics.jsonl ]; do sleep 0.05; done; kill -TERM $pid; wait $pid; echo exit=$?'");
   EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("interrupted at iteration"), std::string::npos) << r.output;
   ASSERT_TRUE(std::filesystem::exists(run_dir() + "/checkpoint.pt"));
   EXPECT_FALSE(std::filesystem::exists(run_dir() + "/tuned.pt"));  // not finished, not exported
-  const auto resumed = idtune("tune --config " + write_config(config) + " --resume --set iterations=40");
+  const auto resumed =
+      idtune("tune --config " + write_config(config) + " --resume --set iterations=40");
   EXPECT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_TRUE(std::filesystem::exists(run_dir() + "/tuned.pt"));
 }
 
 TEST_F(CliTest, ExportLoadsInPythonAndItsRewardMovedAsReported) {
-  if (!std::filesystem::exists("/usr/bin/python3") || run("/usr/bin/python3 -c 'import torch'").status != 0)
+  if (!std::filesystem::exists("/usr/bin/python3") ||
+      run("/usr/bin/python3 -c 'import torch'").status != 0)
     GTEST_SKIP() << "python3-torch is not installed (scripts/setup.sh installs it)";
   ASSERT_EQ(idtune("tune --config " + write_config(config_)).status, 0);
   const auto eval = idtune("eval --model " + run_dir() + "/tuned.pt --reference " +
                            dir_.file("unet.pt") + " --n 512 --steps 8");
   ASSERT_EQ(eval.status, 0) << eval.output;
   const auto report = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
-  const auto check = run("/usr/bin/python3 " IDTUNE_SOURCE_DIR "/scripts/check_export.py --tuned " +
-                         run_dir() + "/tuned.pt --base " + dir_.file("unet.pt") +
-                         " --reward brightness --steps 8 --n 512" +
-                         " --expected-reward " + std::to_string(report["reward_mean"].get<double>()) +
-                         " --expected-base-reward " + std::to_string(report["reference_reward_mean"].get<double>()));
+  const auto check = run(
+      "/usr/bin/python3 " IDTUNE_SOURCE_DIR "/scripts/check_export.py --tuned " + run_dir() +
+      "/tuned.pt --base " + dir_.file("unet.pt") + " --reward brightness --steps 8 --n 512" +
+      " --expected-reward " + std::to_string(report["reward_mean"].get<double>()) +
+      " --expected-base-reward " + std::to_string(report["reference_reward_mean"].get<double>()));
   EXPECT_EQ(check.status, 0) << check.output;
   EXPECT_NE(check.output.find("export OK"), std::string::npos) << check.output;
 }
@@ -172,7 +179,8 @@ TEST_F(CliTest, BadCommandsAndFlags) {
   EXPECT_NE(r.output.find("--n expects a number"), std::string::npos) << r.output;
   r = idtune("eval --model " + dir_.file("unet.pt"));
   EXPECT_NE(r.output.find("--reference is required"), std::string::npos) << r.output;
-  for (const auto& c : {"", "tnue", "tune", "tune --config /nonexistent/run.json"}) EXPECT_NE(idtune(c).status, 0) << c;
+  for (const auto& c : {"", "tnue", "tune", "tune --config /nonexistent/run.json"})
+    EXPECT_NE(idtune(c).status, 0) << c;
 }
 
 TEST_F(CliTest, ConfigThatIsNotJson) {
@@ -185,18 +193,28 @@ TEST_F(CliTest, ConfigThatIsNotJson) {
 TEST_F(CliTest, UnknownKeysAreNamedByTheirJsonPath) {
   expect_refused([](Json& c) { c["iteratons"] = 5; }, {"/iteratons", "unknown key"});
   expect_refused([](Json& c) { c["sampler"]["stepz"] = 5; }, {"/sampler/stepz", "unknown key"});
-  expect_refused([](Json& c) { c["optimiser"]["learning_rate"] = 1; }, {"/optimiser/learning_rate"});
+  expect_refused([](Json& c) { c["optimiser"]["learning_rate"] = 1; },
+                 {"/optimiser/learning_rate"});
   expect_refused([](Json&) {}, {"/output/typo", "unknown key"}, "--set output.typo=1");
 }
 
 TEST_F(CliTest, OutOfRangeAndInvalidValues) {
-  expect_refused([](Json& c) { c["sampler"]["kind"] = "euler"; }, {"/sampler/kind", "sde-euler, ode-euler, ddpm, ddim"});
+  expect_refused([](Json& c) { c["sampler"]["kind"] = "euler"; },
+                 {"/sampler/kind", "sde-euler, ode-euler, ddpm, ddim"});
   expect_refused([](Json& c) { c["sampler"]["steps"] = 0; }, {"/sampler/steps", "out of range"});
-  expect_refused([](Json& c) { c["algorithm"]["queue_slots"] = 3; }, {"queue_slots = 3", "must divide"});
-  expect_refused([](Json& c) { c["algorithm"]["method"] = "single-loop"; }, {"/algorithm/method", "implicit, nested, draft, draft-k"});
-  expect_refused([](Json& c) { c["algorithm"]["gradient"] = "adjoint2"; }, {"/algorithm/gradient", "adjoint, double-queue"});
-  expect_refused([](Json& c) { c["objective"]["lambda"] = -1; }, {"/objective/lambda", "out of range"});
-  expect_refused([](Json& c) { c["objective"] = {{"lambda", 0}, {"beta", 0}}; }, {"nothing to optimise"});
+  expect_refused([](Json& c) { c["algorithm"]["queue_slots"] = 3; },
+                 {"queue_slots = 3", "must divide"});
+  expect_refused([](Json& c) { c["algorithm"]["method"] = "single-loop"; },
+                 {"/algorithm/method", "implicit, nested, draft, draft-k"});
+  expect_refused([](Json& c) { c["algorithm"]["gradient"] = "adjoint2"; },
+                 {"/algorithm/gradient", "adjoint, double-queue"});
+  expect_refused([](Json& c) { c["objective"]["lambda"] = -1; },
+                 {"/objective/lambda", "out of range"});
+  expect_refused(
+      [](Json& c) {
+        c["objective"] = {{"lambda", 0}, {"beta", 0}};
+      },
+      {"nothing to optimise"});
   expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; }, {"/optimiser/lr", "out of range"});
   expect_refused([](Json& c) { c["optimiser"]["betas"] = {0.9, 1.5}; }, {"/optimiser/betas"});
   expect_refused([](Json& c) { c["dtype"] = "float16"; }, {"/dtype", "float32, float64"});
@@ -206,16 +224,19 @@ TEST_F(CliTest, OutOfRangeAndInvalidValues) {
 }
 
 TEST_F(CliTest, ChoicesThatDoNotFitTogether) {
-  expect_refused([](Json& c) { c["sampler"]["kind"] = "ode-euler"; }, {"deterministic", "sde-euler or ddpm"});
+  expect_refused([](Json& c) { c["sampler"]["kind"] = "ode-euler"; },
+                 {"deterministic", "sde-euler or ddpm"});
   expect_refused([](Json& c) { c["reward"] = "red"; }, {"red", "3 channels"});
   expect_refused([](Json& c) { c["reward"] = "sharpness"; }, {"sharpness", "brightness"});
-  expect_refused([](Json& c) { c["optimiser"]["tune"] = {"^decoder"}; }, {"^decoder", "matches no parameter", "up_w"});
+  expect_refused([](Json& c) { c["optimiser"]["tune"] = {"^decoder"}; },
+                 {"^decoder", "matches no parameter", "up_w"});
   expect_refused([](Json& c) { c["device"] = "cuda"; }, {"cuda"});
   expect_refused([](Json& c) { c["device"] = "tpu"; }, {"tpu", "cpu"});
 }
 
 TEST_F(CliTest, MissingOrBrokenModelFiles) {
-  expect_refused([&](Json& c) { c["model"] = dir_.file("absent.pt"); }, {"absent.pt", "does not exist"});
+  expect_refused([&](Json& c) { c["model"] = dir_.file("absent.pt"); },
+                 {"absent.pt", "does not exist"});
   std::filesystem::copy_file(dir_.file("unet.pt"), dir_.file("nocard.pt"));
   expect_refused([&](Json& c) { c["model"] = dir_.file("nocard.pt"); }, {"nocard.json", "card"});
   std::ofstream(dir_.file("junk.pt")) << "junk";

@@ -51,9 +51,9 @@ constexpr double kStandardErrors = 5.0;
 TEST(GirsanovKl, MatchesClosedFormKlBetweenGaussianChains) {
   // θ and κ both differ, so m_θ − m_ref depends on y and c_k is random along the path.
   const double theta = 1.2, kappa = 1.4, theta_ref = 0.3, kappa_ref = 1.0;
-  const auto closed_form =
-      gaussian_kl(joint_law(testing::ou_euler_chain(theta, kappa, kTMax, kTMin, kSteps, true)),
-                  joint_law(testing::ou_euler_chain(theta_ref, kappa_ref, kTMax, kTMin, kSteps, true)));
+  const auto closed_form = gaussian_kl(
+      joint_law(testing::ou_euler_chain(theta, kappa, kTMax, kTMin, kSteps, true)),
+      joint_law(testing::ou_euler_chain(theta_ref, kappa_ref, kTMax, kTMin, kSteps, true)));
 
   auto model = make_ou_gaussian_model({theta, kappa, kTMax});
   auto reference = make_ou_gaussian_model({theta_ref, kappa_ref, kTMax});

@@ -1,10 +1,10 @@
 // Schedules against closed forms, and the ddpm / ddim chain steps against the exact
 // posterior of a point-mass data distribution.
 
+#include "idtune/schedule.h"
 #include "analytic_problems.h"
 #include "idtune/error.h"
 #include "idtune/sampler.h"
-#include "idtune/schedule.h"
 #include "idtune/toy_models.h"
 
 #include <gtest/gtest.h>
@@ -30,7 +30,8 @@ TEST(Schedules, BetaIsMinusDerivativeOfLogAlphaBar) {
     Schedule s(continuous(kind));
     for (double t : {0.05, 0.3, 0.7, 0.95}) {
       const double eps = kFiniteDifferenceStep;
-      const double fd = -(std::log(s.alpha_bar(t + eps)) - std::log(s.alpha_bar(t - eps))) / (2 * eps);
+      const double fd =
+          -(std::log(s.alpha_bar(t + eps)) - std::log(s.alpha_bar(t - eps))) / (2 * eps);
       EXPECT_NEAR(s.beta(t), fd, kFiniteDifferenceTolerance * std::max(1.0, fd))
           << name_of(kind, schedule_names()) << " t = " << t;
     }

@@ -1,10 +1,10 @@
 // ScoreModel: TorchScript + card loading, prediction-type conversions, and clear errors for
 // every kind of bad input.
 
+#include "idtune/score_model.h"
 #include "analytic_problems.h"
 #include "idtune/error.h"
 #include "idtune/json_reader.h"
-#include "idtune/score_model.h"
 #include "idtune/toy_models.h"
 
 #include <gtest/gtest.h>
@@ -168,7 +168,8 @@ TEST(BadInput, ForwardWithWrongSignature) {
   torch::jit::Module m("OneArgument");
   m.define("def forward(self, x):\n    return x\n");
   auto card = parse_model_card(good_card(), "card.json");
-  expect_error([&] { ScoreModel(m, card, {}, "one_arg.pt"); }, {"one_arg.pt", "forward must take (x, t)"});
+  expect_error([&] { ScoreModel(m, card, {}, "one_arg.pt"); },
+               {"one_arg.pt", "forward must take (x, t)"});
 }
 
 TEST(BadInput, ForwardReturningWrongShape) {

@@ -1,10 +1,10 @@
 // The trainer on spec §7's 1-D problem, the queue's bookkeeping, the double queue, and
 // bit-identical resume.
 
+#include "idtune/trainer.h"
 #include "analytic_problems.h"
 #include "idtune/adjoint_queue.h"
 #include "idtune/toy_models.h"
-#include "idtune/trainer.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -37,7 +37,8 @@ TrainerOptions one_d_options(int64_t slots, bool warm_start, GradientEstimator g
 /// The exact mean of the Euler chain's Y_K for the model's current θ.
 double sampler_mean(const Trainer& trainer) {
   const double theta = trainer.model().module().attr("theta").toTensor().item<double>();
-  return testing::chain_moments(testing::ou_euler_chain(theta, 1.0, kTMax, kTMin, kSteps, true)).mean;
+  return testing::chain_moments(testing::ou_euler_chain(theta, 1.0, kTMax, kTMin, kSteps, true))
+      .mean;
 }
 
 struct QueueCase {
@@ -105,7 +106,10 @@ TEST(SampleQueueBookkeeping, EveryCompletedSlotIsTheSampledPathOfItsStream) {
   for (int64_t slots : {int64_t{1}, int64_t{2}, int64_t{4}, kSteps}) {
     for (bool warm : {true, false}) {
       SampleQueue queue(sampler, noise, {slots, 3});
-      if (warm) queue.warm_start(model, 0); else queue.push_fresh(model);
+      if (warm)
+        queue.warm_start(model, 0);
+      else
+        queue.push_fresh(model);
       int completed = 0;
       for (int it = 0; it < 2 * slots + 2; ++it) {
         queue.advance(model, 0);
@@ -160,7 +164,10 @@ TEST(DoubleQueue, GradientEqualsFullAdjointWhenThetaIsFrozen) {
     AdjointQueue queue(solver, sampler, kSteps / slots);
     std::vector<AdjointGradient> expected;
     for (uint64_t stream = 0; stream < 3; ++stream) {
-      QueueSlot slot{stream, sample_path(sampler, model, initial_state(model, 2, noise, stream), noise, stream), {}};
+      QueueSlot slot{
+          stream,
+          sample_path(sampler, model, initial_state(model, 2, noise, stream), noise, stream),
+          {}};
       expected.push_back(solver.gradient(model, &reference, params, slot.path, reward));
       queue.push(std::move(slot), reward);
     }

@@ -16,8 +16,8 @@ namespace idtune {
 struct UnrolledObjective {
   /// J = λ R(Y_K) − β Σ_k c_k per sample, carrying the autograd graph.
   at::Tensor objective;
-  at::Tensor reward;  // R(Y_K) per sample, detached
-  at::Tensor kl;      // Σ_k c_k per sample, detached
+  at::Tensor reward;       // R(Y_K) per sample, detached
+  at::Tensor kl;           // Σ_k c_k per sample, detached
   at::Tensor final_state;  // Y_K, detached
 };
 

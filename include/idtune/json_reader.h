@@ -32,8 +32,7 @@ class JsonReader {
   void read_in_range(const std::string& key, int64_t& value, int64_t lo, int64_t hi);
   /// Reads a string that must be one of `allowed`; maps it to its enum value.
   template <typename Enum>
-  void read_enum(const std::string& key, Enum& value,
-                 const NameTable<Enum>& table);
+  void read_enum(const std::string& key, Enum& value, const NameTable<Enum>& table);
   /// A reader for the nested object at `key` (an error if it is not an object).
   JsonReader object(const std::string& key);
   bool has(const std::string& key) const;
@@ -66,8 +65,8 @@ void JsonReader::read(const std::string& key, T& value) {
   try {
     value = node.get<T>();
   } catch (const nlohmann::json::exception& e) {
-    throw Error(path_of(key) + ": wrong type (" + node.type_name() + " " + node.dump() + "): " +
-                e.what());
+    throw Error(path_of(key) + ": wrong type (" + node.type_name() + " " + node.dump() +
+                "): " + e.what());
   }
 }
 
@@ -78,8 +77,7 @@ void JsonReader::require(const std::string& key, T& value) {
 }
 
 template <typename Enum>
-void JsonReader::read_enum(const std::string& key, Enum& value,
-                           const NameTable<Enum>& table) {
+void JsonReader::read_enum(const std::string& key, Enum& value, const NameTable<Enum>& table) {
   std::string name = name_of(value, table);
   read(key, name);
   value = parse_name(name, table, path_of(key));

@@ -15,7 +15,6 @@ struct TerminalReward {
   at::Tensor reward;     // [B], detached
   at::Tensor cotangent;  // a_K, shaped like y
 };
-TerminalReward evaluate_terminal_reward(const RewardFn& reward, const at::Tensor& y,
-                                        double lambda);
+TerminalReward evaluate_terminal_reward(const RewardFn& reward, const at::Tensor& y, double lambda);
 
 }  // namespace idtune

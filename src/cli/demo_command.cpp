@@ -29,7 +29,9 @@ int run_demo(const Flags& flags) {
                target);
   spdlog::info("      sde-euler K = {}, queue M = {}, batch {}, beta = {}, Adam lr 0.05",
                o.sampler.steps, o.queue_slots, o.batch, o.beta);
-  const auto theta = [&] { return trainer.model().module().attr("theta").toTensor().item<double>(); };
+  const auto theta = [&] {
+    return trainer.model().module().attr("theta").toTensor().item<double>();
+  };
   const int64_t iterations = flags.integer("iterations");
   for (int64_t it = 0; it < iterations; ++it) {
     const auto r = trainer.step();

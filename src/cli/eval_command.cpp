@@ -61,10 +61,12 @@ double feature_distance(const std::string& classifier_path, const ScoreModel& mo
 }
 
 int run_eval(const Flags& flags) {
-  const ScoreModelOptions options{parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))};
+  const ScoreModelOptions options{parse_device(flags.text("device")),
+                                  parse_dtype(flags.text("dtype"))};
   const auto model = ScoreModel::load(flags.text("model"), options);
   const auto reference = ScoreModel::load(flags.text("reference"), options).frozen_copy();
-  const auto reward = Reward::parse(flags.text("reward"), model.card(), options.device, options.dtype);
+  const auto reward =
+      Reward::parse(flags.text("reward"), model.card(), options.device, options.dtype);
   SamplerOptions sampler_options;
   sampler_options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
   sampler_options.steps = flags.integer("steps");
@@ -88,7 +90,8 @@ int run_eval(const Flags& flags) {
                              ? nlohmann::json(tuned.kl.std().item<double>() / std::sqrt(n))
                              : nullptr}};
   if (!flags.text("classifier").empty())
-    result["fd_to_reference"] = feature_distance(flags.text("classifier"), model, tuned.images, base.images);
+    result["fd_to_reference"] =
+        feature_distance(flags.text("classifier"), model, tuned.images, base.images);
   std::puts(result.dump(2).c_str());
   return 0;
 }

@@ -19,8 +19,7 @@ Flags::Flags(const std::vector<std::string>& args, const std::vector<FlagSpec>& 
   for (size_t i = 0; i < args.size(); ++i) {
     const FlagSpec& spec = spec_of(args[i]);
     auto& values = values_[spec.name];
-    check(spec.repeated || values.empty(), "idtune ", command, ": --", spec.name,
-          " given twice");
+    check(spec.repeated || values.empty(), "idtune ", command, ": --", spec.name, " given twice");
     if (spec.is_switch) {
       values.push_back("true");
       continue;
@@ -70,7 +69,8 @@ std::string Flags::usage(const std::vector<FlagSpec>& specs) {
     std::string left = "  --" + s.name + (s.is_switch ? "" : " VALUE");
     left.resize(std::max<size_t>(left.size() + 2, 26), ' ');
     out += left + s.help;
-    if (s.required) out += " (required)";
+    if (s.required)
+      out += " (required)";
     else if (!s.is_switch && !s.repeated && !s.default_value.empty())
       out += " (default " + s.default_value + ")";
     out += "\n";

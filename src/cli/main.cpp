@@ -22,7 +22,8 @@ const std::vector<idtune::cli::Command>& all_commands() {
 
 void print_usage() {
   std::string text = "usage: idtune <command> [flags]   (idtune <command> --help for its flags)\n";
-  for (const auto& c : all_commands()) text += "  " + c.name + std::string(10 - c.name.size(), ' ') + c.summary + "\n";
+  for (const auto& c : all_commands())
+    text += "  " + c.name + std::string(10 - c.name.size(), ' ') + c.summary + "\n";
   std::fputs(text.c_str(), stdout);
 }
 

@@ -24,7 +24,8 @@ int run_tune(const Flags& flags) {
 Command tune_command() {
   return {"tune",
           "finetune a score model towards a reward (Implicit Diffusion and baselines)",
-          {{"config", "", "JSON configuration (see configs/ and docs/configuration.md)", false, false, true},
+          {{"config", "", "JSON configuration (see configs/ and docs/configuration.md)", false,
+            false, true},
            {"set", "", "override a key, e.g. --set sampler.steps=64 (repeatable)", false, true},
            {"resume", "", "continue the run in output.run_dir from its checkpoint", true}},
           run_tune};
