@@ -84,13 +84,19 @@ class PointMassScore {
   double x0_;
 };
 
-TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
+/// A tiny model on a linear ddpm-discrete schedule of N steps (the samplers use only its
+/// schedule, device and dtype).
+ScoreModel discrete_model(int64_t num_train_steps) {
   TinyUNetOptions o;
   o.schedule.kind = ScheduleKind::DdpmDiscrete;
-  o.schedule.num_train_steps = 100;
+  o.schedule.num_train_steps = num_train_steps;
   o.size = 4;
   o.width = 4;
-  auto model = make_tiny_unet(o);  // only its schedule, device and dtype are used
+  return make_tiny_unet(o);
+}
+
+TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
+  auto model = discrete_model(100);
   const Schedule& schedule = model.schedule();
   const double x0 = 0.7;
   PointMassScore score(schedule, x0);
@@ -115,12 +121,7 @@ TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
 }
 
 TEST(ChainSteps, RespacedGridRunsFromLastTrainingStepToZero) {
-  TinyUNetOptions o;
-  o.schedule.kind = ScheduleKind::DdpmDiscrete;
-  o.schedule.num_train_steps = 1000;
-  o.size = 4;
-  o.width = 4;
-  auto model = make_tiny_unet(o);
+  auto model = discrete_model(1000);
   Sampler sampler({SamplerKind::Ddpm, 10}, model);
   EXPECT_EQ(sampler.step(0).tau, 999.0);
   for (int64_t k = 1; k < 10; ++k) EXPECT_LT(sampler.step(k).tau, sampler.step(k - 1).tau);

@@ -2,6 +2,8 @@
 // The idtune subcommands: each is a name, a one-line summary, its flags and a function.
 
 #include "flags.h"
+#include "idtune/sampler.h"
+#include "idtune/score_model.h"
 
 #include <functional>
 #include <string>
@@ -15,6 +17,11 @@ struct Command {
   std::vector<FlagSpec> flags;
   std::function<int(const Flags&)> run;
 };
+
+/// Adds --sampler, --steps, --seed, --device, --dtype (the commands that sample share them).
+std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags);
+ScoreModelOptions model_options(const Flags& flags);
+SamplerOptions sampler_options(const Flags& flags);
 
 Command tune_command();
 Command sample_command();

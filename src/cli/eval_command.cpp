@@ -5,7 +5,6 @@
 #include "idtune/frechet_distance.h"
 #include "idtune/reward.h"
 #include "idtune/sampling.h"
-#include "idtune/tune_config.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/script.h>
@@ -61,16 +60,12 @@ double feature_distance(const std::string& classifier_path, const ScoreModel& mo
 }
 
 int run_eval(const Flags& flags) {
-  const ScoreModelOptions options{parse_device(flags.text("device")),
-                                  parse_dtype(flags.text("dtype"))};
+  const auto options = model_options(flags);
   const auto model = ScoreModel::load(flags.text("model"), options);
   const auto reference = ScoreModel::load(flags.text("reference"), options).frozen_copy();
   const auto reward =
       Reward::parse(flags.text("reward"), model.card(), options.device, options.dtype);
-  SamplerOptions sampler_options;
-  sampler_options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
-  sampler_options.steps = flags.integer("steps");
-  const Sampler sampler(sampler_options, model);
+  const Sampler sampler(sampler_options(flags), model);
   const int64_t n = flags.integer("n"), batch = flags.integer("batch");
   check(n >= 2 && batch >= 1, "idtune eval: --n must be >= 2 and --batch >= 1");
   const auto seed = static_cast<uint64_t>(flags.integer("seed"));
@@ -99,19 +94,14 @@ int run_eval(const Flags& flags) {
 }  // namespace
 
 Command eval_command() {
-  return {"eval",
-          "reward, path KL to a reference and (with a classifier) FD of a model's samples",
-          {{"model", "", "TorchScript score model to evaluate", false, false, true},
-           {"reference", "", "the reference (pretrained) model", false, false, true},
-           {"reward", "brightness", "reward spec"},
-           {"classifier", "", "TorchScript classifier with features(x): adds the FD"},
-           {"n", "256", "number of samples"},
-           {"batch", "64", "samples per batch"},
-           {"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
-           {"steps", "100", "sampling steps K"},
-           {"seed", "0", "noise seed"},
-           {"device", "cpu", "cpu or cuda"},
-           {"dtype", "float32", "float32 or float64"}},
+  return {"eval", "reward, path KL to a reference and (with a classifier) FD of a model's samples",
+          with_sampling_flags(
+              {{"model", "", "TorchScript score model to evaluate", false, false, true},
+               {"reference", "", "the reference (pretrained) model", false, false, true},
+               {"reward", "brightness", "reward spec"},
+               {"classifier", "", "TorchScript classifier with features(x): adds the FD"},
+               {"n", "256", "number of samples"},
+               {"batch", "64", "samples per batch"}}),
           run_eval};
 }
 

@@ -3,7 +3,6 @@
 #include "commands.h"
 #include "idtune/image_grid.h"
 #include "idtune/sampling.h"
-#include "idtune/tune_config.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,12 +11,8 @@ namespace idtune::cli {
 namespace {
 
 int run_sample(const Flags& flags) {
-  const auto model = ScoreModel::load(
-      flags.text("model"), {parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))});
-  SamplerOptions options;
-  options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
-  options.steps = flags.integer("steps");
-  const Sampler sampler(options, model);
+  const auto model = ScoreModel::load(flags.text("model"), model_options(flags));
+  const Sampler sampler(sampler_options(flags), model);
   const Noise noise(static_cast<uint64_t>(flags.integer("seed")));
   const int64_t n = flags.integer("n");
   check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);
@@ -31,16 +26,11 @@ int run_sample(const Flags& flags) {
 }  // namespace
 
 Command sample_command() {
-  return {"sample",
-          "draw samples from a score model into a PNG grid",
-          {{"model", "", "TorchScript score model (card beside it)", false, false, true},
-           {"out", "samples.png", "PNG grid to write"},
-           {"n", "64", "number of samples"},
-           {"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
-           {"steps", "100", "sampling steps K"},
-           {"seed", "0", "noise seed"},
-           {"device", "cpu", "cpu or cuda"},
-           {"dtype", "float32", "float32 or float64"}},
+  return {"sample", "draw samples from a score model into a PNG grid",
+          with_sampling_flags(
+              {{"model", "", "TorchScript score model (card beside it)", false, false, true},
+               {"out", "samples.png", "PNG grid to write"},
+               {"n", "64", "number of samples"}}),
           run_sample};
 }
 

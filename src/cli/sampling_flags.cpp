@@ -1,0 +1,26 @@
+#include "commands.h"
+#include "idtune/tune_config.h"
+
+namespace idtune::cli {
+
+std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
+  flags.insert(flags.end(), {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
+                             {"steps", "100", "sampling steps K"},
+                             {"seed", "0", "noise seed"},
+                             {"device", "cpu", "cpu or cuda"},
+                             {"dtype", "float32", "float32 or float64"}});
+  return flags;
+}
+
+ScoreModelOptions model_options(const Flags& flags) {
+  return {parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))};
+}
+
+SamplerOptions sampler_options(const Flags& flags) {
+  SamplerOptions options;
+  options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
+  options.steps = flags.integer("steps");
+  return options;
+}
+
+}  // namespace idtune::cli
