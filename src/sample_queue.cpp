@@ -19,7 +19,8 @@ SampleQueue::SampleQueue(const Sampler& sampler, const Noise& noise, SampleQueue
 void SampleQueue::push_fresh(const ScoreModel& model) {
   QueueSlot slot;
   slot.stream = next_stream_++;
-  slot.path.states.push_back(initial_state(model, options_.batch, noise_, slot.stream));
+  slot.path = SamplePath::allocate(sampler_.num_steps(),
+                                   initial_state(model, options_.batch, noise_, slot.stream));
   slots_.push_back(std::move(slot));
 }
 
@@ -52,7 +53,7 @@ void SampleQueue::advance_one_step(const ScoreModel& model, int64_t theta_versio
                                      xi.empty() ? at::Tensor() : torch::cat(xi));
   const auto per_slot = next.split(options_.batch);
   for (size_t m = 0; m < slots_.size(); ++m) {
-    slots_[m].path.states.push_back(per_slot[m].clone());  // own storage: freed with its slot
+    slots_[m].path.record(per_slot[m]);
     slots_[m].theta_versions.push_back(theta_version);
   }
 }

@@ -43,14 +43,18 @@ std::vector<at::Tensor> read_tensors(InputArchive& archive, const std::string& k
 
 void write_slot(OutputArchive& archive, const std::string& key, const QueueSlot& slot) {
   write_int(archive, key + "/stream", static_cast<int64_t>(slot.stream));
-  write_tensors(archive, key + "/states", slot.path.states);
+  // Y_0 … Y_j, the recorded part of the path's buffer.
+  archive.write(key + "/states", slot.path.storage.narrow(0, 0, slot.steps_done() + 1));
   archive.write(key + "/versions", torch::tensor(slot.theta_versions, torch::kLong));
 }
 
-QueueSlot read_slot(InputArchive& archive, const std::string& key) {
+QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps) {
   QueueSlot slot;
   slot.stream = static_cast<uint64_t>(read_int(archive, key + "/stream"));
-  slot.path.states = read_tensors(archive, key + "/states");
+  at::Tensor states;
+  archive.read(key + "/states", states);
+  slot.path = SamplePath::allocate(steps, states[0]);
+  for (int64_t j = 1; j < states.size(0); ++j) slot.path.record(states[j]);
   at::Tensor versions;
   archive.read(key + "/versions", versions);
   slot.theta_versions.assign(versions.data_ptr<int64_t>(),
@@ -67,9 +71,9 @@ void write_adjoint_slot(OutputArchive& archive, const std::string& key, const Ad
   archive.write(key + "/kl", slot.state.gradient.kl);
 }
 
-AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key) {
+AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int64_t steps) {
   AdjointSlot slot;
-  slot.sample = read_slot(archive, key + "/sample");
+  slot.sample = read_slot(archive, key + "/sample", steps);
   slot.next_step = read_int(archive, key + "/next_step");
   archive.read(key + "/a", slot.state.a);
   slot.state.gradient.grad = read_tensors(archive, key + "/grad");
@@ -127,11 +131,12 @@ void Trainer::load_checkpoint(const std::string& path) {
   optimiser_->load(optimiser);
   std::deque<QueueSlot> slots;
   for (int64_t m = 0, n = read_int(archive, "queue/count"); m < n; ++m)
-    slots.push_back(read_slot(archive, "queue/" + std::to_string(m)));
+    slots.push_back(read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps()));
   queue_.restore(std::move(slots), static_cast<uint64_t>(read_int(archive, "queue/next_stream")));
   std::deque<AdjointSlot> adjoint_slots;
   for (int64_t m = 0, n = read_int(archive, "adjoint_queue/count"); m < n; ++m)
-    adjoint_slots.push_back(read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m)));
+    adjoint_slots.push_back(
+        read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), sampler_.num_steps()));
   adjoint_queue_.restore(std::move(adjoint_slots));
 }
 

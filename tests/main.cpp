@@ -1,9 +1,9 @@
-#include "idtune/parallelism.h"
+#include "idtune/runtime.h"
 
 #include <gtest/gtest.h>
 
 int main(int argc, char** argv) {
-  idtune::use_all_cores();
+  idtune::configure_runtime();
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

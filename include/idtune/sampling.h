@@ -11,10 +11,17 @@
 
 namespace idtune {
 
-/// The states Y_0 … Y_K of one batch: all the adjoint needs (spec §4).
+/// The states Y_0 … Y_K of one batch: all the adjoint needs (spec §4). They live in one
+/// [K+1, B, …] buffer allocated up front (K+1 separate tensors fragment the heap).
 struct SamplePath {
-  std::vector<at::Tensor> states;
+  at::Tensor storage;              // [K+1, B, C, H, W]
+  std::vector<at::Tensor> states;  // views storage[0 … j] of the states recorded so far
   const at::Tensor& final_state() const { return states.back(); }
+
+  /// A path for `steps` chain steps starting at (a copy of) y0.
+  static SamplePath allocate(int64_t steps, const at::Tensor& y0);
+  /// Copies the next state into the buffer.
+  void record(const at::Tensor& state);
 };
 
 /// Y_0 ∼ N(0, I) for batch `stream` (replayable from the noise seed).

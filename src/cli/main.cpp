@@ -3,7 +3,7 @@
 
 #include "commands.h"
 #include "idtune/error.h"
-#include "idtune/parallelism.h"
+#include "idtune/runtime.h"
 
 #include <spdlog/spdlog.h>
 
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
         return 0;
       }
       const idtune::cli::Flags flags(rest, command.flags, command.name);
-      idtune::use_all_cores();
+      idtune::configure_runtime();
       return command.run(flags);
     }
     throw idtune::Error("unknown command '" + args[0] + "' (run idtune --help)");

@@ -1,6 +1,7 @@
-#include "idtune/parallelism.h"
+#include "idtune/runtime.h"
 
 #include <ATen/Parallel.h>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <string>
@@ -13,6 +14,16 @@ int use_all_cores() {
   if (const char* env = std::getenv("IDTUNE_NUM_THREADS")) threads = std::stoi(env);
   if (threads > 0) at::set_num_threads(threads);
   return at::get_num_threads();
+}
+
+void retain_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest glibc allows on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+void configure_runtime() {
+  use_all_cores();
+  retain_freed_memory();
 }
 
 }  // namespace idtune
