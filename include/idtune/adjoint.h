@@ -49,7 +49,8 @@ struct AdjointState {
 
 class AdjointSolver {
  public:
-  /// Throws if β > 0 with a deterministic sampler or λ, β are negative.
+  /// Throws if β > 0 with a deterministic sampler or λ, β are negative. `sampler` must
+  /// outlive the solver (it is held by reference).
   AdjointSolver(const Sampler& sampler, AdjointOptions options);
 
   const AdjointOptions& options() const { return options_; }
