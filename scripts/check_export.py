@@ -55,13 +55,14 @@ def score(model, card, x, t):
     return -(alpha * out + sigma * x) / sigma
 
 
-def sample(model, card, n, steps, t_min, seed):
+def sample(model, card, n, steps, t_min, seed, spacing):
     """Euler-Maruyama on the reverse SDE dY = (beta/2 y + beta s) dt + sqrt(beta) dB."""
     torch.manual_seed(seed)
     schedule = card["schedule"]
     t_max = schedule.get("t_max", 1.0)
     y = torch.randn(n, *card["shape"])
-    grid = torch.linspace(t_max, t_min, steps + 1, dtype=torch.float64)
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    grid = t_min + (t_max - t_min) * (u if spacing == "uniform" else u * u)
     with torch.no_grad():
         for k in range(steps):
             h = float(grid[k] - grid[k + 1])
@@ -97,6 +98,7 @@ def main():
     p.add_argument("--reward", default="brightness")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--t-min", type=float, default=1e-3)
+    p.add_argument("--spacing", choices=["uniform", "quadratic"], default="uniform")
     p.add_argument("--n", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--expected-reward", type=float)
@@ -113,8 +115,8 @@ def main():
     if tuple(tuned(x, torch.rand(2)).shape) != tuple(x.shape):
         failures.append("tuned forward(x, t) does not return x's shape")
 
-    r_tuned = reward(args.reward, card, sample(tuned, card, args.n, args.steps, args.t_min, args.seed))
-    r_base = reward(args.reward, base_card, sample(base, base_card, args.n, args.steps, args.t_min, args.seed))
+    r_tuned = reward(args.reward, card, sample(tuned, card, args.n, args.steps, args.t_min, args.seed, args.spacing))
+    r_base = reward(args.reward, base_card, sample(base, base_card, args.n, args.steps, args.t_min, args.seed, args.spacing))
     se_tuned, se_base = (r.std().item() / math.sqrt(args.n) for r in (r_tuned, r_base))
     print(f"python: reward tuned {r_tuned.mean():.4f} ± {se_tuned:.4f}, base {r_base.mean():.4f} ± {se_base:.4f}")
     for name, got, se, expected in (("tuned", r_tuned.mean().item(), se_tuned, args.expected_reward),

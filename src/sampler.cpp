@@ -23,9 +23,15 @@ const NameTable<DdpmVariance>& ddpm_variance_names() {
   return table;
 }
 
+const NameTable<TimeSpacing>& time_spacing_names() {
+  static const NameTable<TimeSpacing> table = {{"uniform", TimeSpacing::Uniform},
+                                               {"quadratic", TimeSpacing::Quadratic}};
+  return table;
+}
+
 namespace {
 
-/// τ_0 = t_max > τ_1 > … > τ_K: uniform in continuous time, or K+1 distinct training
+/// τ_0 = t_max > τ_1 > … > τ_K: uniform or quadratic in continuous time, or K+1 distinct training
 /// indices from N−1 down to 0 for a discrete schedule (DDPM respacing).
 std::vector<double> time_grid(const SamplerOptions& o, const Schedule& schedule) {
   const int64_t K = o.steps;
@@ -38,8 +44,11 @@ std::vector<double> time_grid(const SamplerOptions& o, const Schedule& schedule)
   } else {
     check(o.t_min > 0 && o.t_min < schedule.t_max(), "sampler: t_min = ", o.t_min,
           " must lie in (0, t_max = ", schedule.t_max(), ")");
-    for (int64_t k = 0; k <= K; ++k)
-      grid[k] = schedule.t_max() - (schedule.t_max() - o.t_min) * double(k) / K;
+    for (int64_t k = 0; k <= K; ++k) {
+      const double u = 1.0 - double(k) / K;  // 1 at t_max, 0 at t_min
+      grid[k] =
+          o.t_min + (schedule.t_max() - o.t_min) * (o.spacing == TimeSpacing::Uniform ? u : u * u);
+    }
   }
   return grid;
 }
@@ -75,6 +84,7 @@ SamplerOptions parse_sampler_options(JsonReader& reader) {
   reader.read_in_range("steps", o.steps, 1, 100000);
   reader.read_in_range("t_min", o.t_min, 0.0, 100.0, /*open_low=*/true);
   reader.read_enum("ddpm_variance", o.ddpm_variance, ddpm_variance_names());
+  reader.read_enum("spacing", o.spacing, time_spacing_names());
   reader.finish();
   return o;
 }
@@ -83,7 +93,8 @@ nlohmann::json to_json(const SamplerOptions& o) {
   return {{"kind", name_of(o.kind, sampler_names())},
           {"steps", o.steps},
           {"t_min", o.t_min},
-          {"ddpm_variance", name_of(o.ddpm_variance, ddpm_variance_names())}};
+          {"ddpm_variance", name_of(o.ddpm_variance, ddpm_variance_names())},
+          {"spacing", name_of(o.spacing, time_spacing_names())}};
 }
 
 Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : options_(options) {

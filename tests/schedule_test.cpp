@@ -120,6 +120,21 @@ TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
   }
 }
 
+TEST(ChainSteps, QuadraticSpacingTakesShrinkingStepsTowardsTheData) {
+  auto model = make_ou_gaussian_model({});
+  SamplerOptions o{SamplerKind::SdeEuler, 10, 1e-3};
+  o.spacing = TimeSpacing::Quadratic;
+  Sampler sampler(o, model);
+  EXPECT_NEAR(sampler.step(0).tau, 1.0, kClosedFormTolerance);
+  for (int64_t k = 0; k < 10; ++k) {
+    const double u = 1.0 - k / 10.0;  // τ_k = t_min + (t_max − t_min)(1 − k/K)²
+    EXPECT_NEAR(sampler.step(k).tau, 1e-3 + (1 - 1e-3) * u * u, kClosedFormTolerance);
+    if (k > 0) {
+      EXPECT_LT(sampler.step(k).sigma, sampler.step(k - 1).sigma);  // σ_k = √(2 h_k)
+    }
+  }
+}
+
 TEST(ChainSteps, RespacedGridRunsFromLastTrainingStepToZero) {
   auto model = discrete_model(1000);
   Sampler sampler({SamplerKind::Ddpm, 10}, model);

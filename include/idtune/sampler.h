@@ -27,6 +27,12 @@ const NameTable<SamplerKind>& sampler_names();
 enum class DdpmVariance { Posterior, Beta };
 const NameTable<DdpmVariance>& ddpm_variance_names();
 
+/// How τ_0 = t_max > … > τ_K = t_min are spread (continuous schedules): evenly, or
+/// quadratically (τ_k = t_min + (t_max − t_min)(1 − k/K)²: small steps near the data, where
+/// the score changes fastest).
+enum class TimeSpacing { Uniform, Quadratic };
+const NameTable<TimeSpacing>& time_spacing_names();
+
 struct SamplerOptions {
   SamplerKind kind = SamplerKind::SdeEuler;
   /// K, the number of chain steps from τ_0 = t_max down to τ_K.
@@ -34,6 +40,7 @@ struct SamplerOptions {
   /// Last time τ_K of a continuous schedule (discrete schedules end at index 0).
   double t_min = 1e-3;
   DdpmVariance ddpm_variance = DdpmVariance::Posterior;
+  TimeSpacing spacing = TimeSpacing::Uniform;
 };
 
 /// Reads a sampler object (unknown keys rejected).
