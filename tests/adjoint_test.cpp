@@ -28,6 +28,12 @@ struct Case {
   ModelKind model;
 };
 
+/// How CTest and failure messages show a case.
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << name_of(c.sampler, sampler_names()) << ", beta " << c.beta
+      << (c.model == ModelKind::TinyUNet ? ", tiny U-Net" : ", analytic 1-D model");
+}
+
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   std::string name = name_of(info.param.sampler, sampler_names()) +
                      (info.param.beta > 0 ? "_kl" : "_nokl") +

@@ -47,6 +47,12 @@ struct QueueCase {
   GradientEstimator gradient;
 };
 
+/// How CTest and failure messages show a case.
+void PrintTo(const QueueCase& c, std::ostream* os) {
+  *os << "M " << c.slots << (c.warm_start ? ", warm start" : ", no warm start") << ", "
+      << name_of(c.gradient, gradient_estimator_names());
+}
+
 class ImplicitDiffusionReachesTarget : public ::testing::TestWithParam<QueueCase> {};
 
 TEST_P(ImplicitDiffusionReachesTarget, OnTheOneDimensionalProblem) {
