@@ -6,6 +6,7 @@ namespace idtune::cli {
 std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
   flags.insert(flags.end(), {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
                              {"steps", "100", "sampling steps K"},
+                             {"spacing", "uniform", "time grid: uniform or quadratic"},
                              {"seed", "0", "noise seed"},
                              {"device", "cpu", "cpu or cuda"},
                              {"dtype", "float32", "float32 or float64"}});
@@ -20,6 +21,7 @@ SamplerOptions sampler_options(const Flags& flags) {
   SamplerOptions options;
   options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
   options.steps = flags.integer("steps");
+  options.spacing = parse_name(flags.text("spacing"), time_spacing_names(), "--spacing");
   return options;
 }
 
