@@ -82,6 +82,10 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
                                                                  .weight_decay(o.weight_decay));
   if (o.ema_decay > 0)
     for (const auto& p : params_) ema_.push_back(p.detach().clone());
+}
+
+void Trainer::fill_queue() {
+  queue_filled_ = true;
   if (is_backprop(options_.method)) return;
   if (options_.warm_start)
     queue_.warm_start(model_, /*theta_version=*/0);  // Algorithm 3
@@ -92,6 +96,7 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
 Trainer::~Trainer() = default;
 
 IterationReport Trainer::step() {
+  if (!queue_filled_) fill_queue();  // lazily: a checkpoint may bring its own queue
   std::optional<AdjointGradient> gradient;
   IterationReport report;
   report.iteration = iteration_++;

@@ -138,6 +138,7 @@ void Trainer::load_checkpoint(const std::string& path) {
     adjoint_slots.push_back(
         read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), sampler_.num_steps()));
   adjoint_queue_.restore(std::move(adjoint_slots));
+  queue_filled_ = true;
 }
 
 }  // namespace idtune

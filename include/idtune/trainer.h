@@ -106,6 +106,7 @@ class Trainer {
   void load_checkpoint(const std::string& path);
 
  private:
+  void fill_queue();
   std::optional<AdjointGradient> implicit_gradient(IterationReport& report);
   AdjointGradient backprop_gradient();
   double apply(std::vector<at::Tensor> ascent);
@@ -123,6 +124,7 @@ class Trainer {
   std::vector<at::Tensor> params_;
   std::vector<at::Tensor> ema_;
   std::unique_ptr<torch::optim::Adam> optimiser_;
+  bool queue_filled_ = false;  // the warm start (or first slot) happens at the first step()
   int64_t iteration_ = 0;
   int64_t updates_ = 0;
   uint64_t next_draft_stream_ = 0;
