@@ -21,6 +21,4 @@ void install_interrupt_handlers() {
 
 bool interrupt_requested() { return requested != 0; }
 
-void clear_interrupt() { requested = 0; }
-
 }  // namespace idtune

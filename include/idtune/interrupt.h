@@ -7,7 +7,5 @@ namespace idtune {
 /// Installs the handlers (idempotent). A second signal while one is pending exits at once.
 void install_interrupt_handlers();
 bool interrupt_requested();
-/// Forget a pending request (tests, or after it has been handled).
-void clear_interrupt();
 
 }  // namespace idtune
