@@ -26,6 +26,8 @@ SamplerOptions sampler_options(const Flags& flags);
 Command tune_command();
 Command sample_command();
 Command eval_command();
+Command fd_command();
 Command demo_command();
+Command langevin_command();
 
 }  // namespace idtune::cli
