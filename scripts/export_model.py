@@ -111,7 +111,10 @@ def main():
         sys.exit("export_model.py: --data-range must be LOW HIGH with LOW < HIGH")
 
     model = load_class(args.module, args.class_name)(**json.loads(args.init_kwargs))
-    missing, unexpected = model.load_state_dict(load_state_dict(args.state_dict, args.state_dict_key), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(load_state_dict(args.state_dict, args.state_dict_key), strict=False)
+    except RuntimeError as e:  # shapes that differ
+        sys.exit(f"export_model.py: state dict does not fit {args.class_name}: {e}")
     if missing or unexpected:
         sys.exit(f"export_model.py: state dict does not fit {args.class_name}: missing {missing}, unexpected {unexpected}")
     model.eval()

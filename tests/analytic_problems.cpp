@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
 #include <random>
 
 namespace idtune::testing {
@@ -13,6 +17,16 @@ double relative_error(const std::vector<at::Tensor>& a, const std::vector<at::Te
     scale = std::max(scale, b[i].abs().max().item<double>());
   }
   return diff / scale;
+}
+
+Result run(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buffer{};
+  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
+    output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 TempDir::TempDir() {

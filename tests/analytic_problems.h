@@ -69,6 +69,13 @@ void expect_error(Action action, const std::vector<std::string>& fragments) {
   }
 }
 
+/// Exit status and combined stdout + stderr of a shell command.
+struct Result {
+  int status;
+  std::string output;
+};
+Result run(const std::string& command);
+
 /// A fresh directory under the system temp dir, removed when the object dies.
 class TempDir {
  public:

@@ -49,6 +49,10 @@ double standard_error(const at::Tensor& x) {
 }
 
 int run_eval(const Flags& flags) {
+  const auto& classifier_path = flags.text("classifier");
+  const auto& data_path = flags.text("data");
+  check(data_path.empty() || !classifier_path.empty(),
+        "idtune eval: --data needs --classifier (the FD is computed in its features)");
   const auto options = model_options(flags);
   const auto model = ScoreModel::load(flags.text("model"), options);
   std::optional<ScoreModel> reference;
@@ -79,10 +83,6 @@ int run_eval(const Flags& flags) {
       result["path_kl_stderr"] = standard_error(tuned.kl);
     }
   }
-  const auto& classifier_path = flags.text("classifier");
-  const auto& data_path = flags.text("data");
-  check(classifier_path.empty() <= data_path.empty(),
-        "idtune eval: --data needs --classifier (the FD is computed in its features)");
   if (!classifier_path.empty()) {
     const auto classifier = Classifier::load(classifier_path, options.device, options.dtype);
     const auto samples = classifier.feature_statistics(tuned.images);
