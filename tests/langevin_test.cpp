@@ -16,10 +16,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
-#include <sys/wait.h>
-#include <array>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -300,16 +297,6 @@ TEST(LangevinConfig, UnknownKeysAndBadNamesAreRejectedWithTheirJsonPath) {
   EXPECT_EQ(to_json(parse_langevin_config(to_json(parsed), "resolved")), to_json(parsed));
 }
 
-std::pair<int, std::string> run_command(const std::string& command) {
-  std::string output;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buffer{};
-  while (size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
-    output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
 TEST(LangevinCli, ShortKlRunWritesTheRunDirectory) {
   testing::TempDir dir;
   // A reference from a CSV file of samples (KL) alongside the reward.
@@ -322,9 +309,9 @@ TEST(LangevinCli, ShortKlRunWritesTheRunDirectory) {
   config["objective"] = {{"lambda", 1.0}, {"beta", 0.5}};
   write_json_file(dir.file("hex.json"), config);
   const auto [status, output] =
-      run_command(std::string(IDTUNE_EXECUTABLE) + " langevin --config " + dir.file("hex.json") +
-                  " --set algorithm.method=nested --set steps=12 "
-                  "--set algorithm.inner_steps=3");
+      testing::run(std::string(IDTUNE_EXECUTABLE) + " langevin --config " + dir.file("hex.json") +
+                   " --set algorithm.method=nested --set steps=12 "
+                   "--set algorithm.inner_steps=3");
   ASSERT_EQ(status, 0) << output;
   for (const auto* f : {"config.json", "metrics.jsonl", "theta.json", "particles.csv"})
     EXPECT_TRUE(std::filesystem::exists(dir.file("run/") + f)) << f;
@@ -340,7 +327,7 @@ TEST(LangevinCli, ShortKlRunWritesTheRunDirectory) {
   config["reward"]["gaet"] = "sigmoid";
   write_json_file(dir.file("bad.json"), config);
   const auto [bad_status, bad_output] =
-      run_command(std::string(IDTUNE_EXECUTABLE) + " langevin --config " + dir.file("bad.json"));
+      testing::run(std::string(IDTUNE_EXECUTABLE) + " langevin --config " + dir.file("bad.json"));
   EXPECT_NE(bad_status, 0);
   EXPECT_NE(bad_output.find("/reward/gaet"), std::string::npos) << bad_output;
 }
