@@ -1,10 +1,12 @@
 // idtune: the command-line entry point. Thin: finds the command, parses its flags, runs it;
-// every error is printed once and the exit status is 1.
+// every error is printed once and the exit status is 1. Logs and progress go to stderr, so
+// that stdout carries only results (`idtune eval`'s JSON can be piped).
 
 #include "commands.h"
 #include "idtune/error.h"
 #include "idtune/runtime.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -36,6 +38,7 @@ int main(int argc, char** argv) {
     print_usage();
     return args.empty() ? 2 : 0;
   }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("idtune"));
   try {
     for (const auto& command : all_commands()) {
       if (command.name != args[0]) continue;
