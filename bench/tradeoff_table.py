@@ -23,11 +23,11 @@ def main():
     for beta in betas:
         with open(os.path.join(runs, f"beta_{beta}", "eval.json")) as f:
             rows.append((beta, json.load(f)))
-    base = rows[0][1]
+    with open(os.path.join(runs, "base_eval.json")) as f:
+        base = json.load(f)
     lines = ["| λ | β | λ/β | brightness | path KL (± s.e.) | FD to pretrained | FD to test set |",
              "| --- | --- | --- | --- | --- | --- | --- |",
-             f"| pretrained | | | {base['reference_reward_mean']:.3f} | 0 | 0 | "
-             f"see README |"]
+             f"| pretrained | | | {base['reward_mean']:.3f} | 0 | 0 | {base['fd_to_data']:.2f} |"]
     for beta, r in rows:
         lines.append(f"| 1 | {beta} | {1 / float(beta):.0f} | {r['reward_mean']:.3f} | "
                      f"{r['path_kl']:.1f} ± {r['path_kl_stderr']:.1f} | {r['fd_to_reference']:.2f} | "
