@@ -30,7 +30,7 @@ def main():
              f"| pretrained | | | {base['reward_mean']:.3f} | 0 | 0 | {base['fd_to_data']:.2f} |"]
     for beta, r in rows:
         lines.append(f"| 1 | {beta} | {1 / float(beta):.0f} | {r['reward_mean']:.3f} | "
-                     f"{r['path_kl']:.1f} ± {r['path_kl_stderr']:.1f} | {r['fd_to_reference']:.2f} | "
+                     f"{r['path_kl']:.2f} ± {r['path_kl_stderr']:.2f} | {r['fd_to_reference']:.2f} | "
                      f"{r['fd_to_data']:.2f} |")
     table = "\n".join(lines) + "\n"
     with open(os.path.join(out, "table.md"), "w") as f:
