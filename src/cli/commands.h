@@ -5,6 +5,8 @@
 #include "idtune/sampler.h"
 #include "idtune/score_model.h"
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -21,6 +23,8 @@ struct Command {
 /// Adds --sampler, --steps, --seed, --device, --dtype (the commands that sample share them).
 std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags);
 ScoreModelOptions model_options(const Flags& flags);
+/// The JSON file of --config with every --set key=value applied (tune, langevin).
+nlohmann::json config_with_overrides(const Flags& flags);
 SamplerOptions sampler_options(const Flags& flags);
 
 Command tune_command();

@@ -2,19 +2,14 @@
 
 #include "commands.h"
 #include "idtune/interrupt.h"
-#include "idtune/json_reader.h"
 #include "idtune/langevin_run.h"
-#include "idtune/tune_config.h"
 
 namespace idtune::cli {
 
 namespace {
 
 int run_langevin(const Flags& flags) {
-  const auto& file = flags.text("config");
-  auto json = read_json_file(file);
-  for (const auto& assignment : flags.all("set")) apply_override(json, assignment);
-  LangevinRun run(parse_langevin_config(json, file));
+  LangevinRun run(parse_langevin_config(config_with_overrides(flags), flags.text("config")));
   install_interrupt_handlers();
   run.run();  // interrupted or not, θ and the particles are on disk: exit 0
   return 0;

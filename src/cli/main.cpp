@@ -18,8 +18,7 @@ namespace {
 const std::vector<idtune::cli::Command>& all_commands() {
   static const std::vector<idtune::cli::Command> commands = {
       idtune::cli::tune_command(), idtune::cli::sample_command(), idtune::cli::eval_command(),
-      idtune::cli::fd_command(), idtune::cli::demo_command(),
-      idtune::cli::langevin_command()};
+      idtune::cli::fd_command(),   idtune::cli::demo_command(),   idtune::cli::langevin_command()};
   return commands;
 }
 

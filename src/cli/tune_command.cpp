@@ -7,13 +7,17 @@
 
 namespace idtune::cli {
 
+nlohmann::json config_with_overrides(const Flags& flags) {
+  auto json = read_json_file(flags.text("config"));
+  for (const auto& assignment : flags.all("set")) apply_override(json, assignment);
+  return json;
+}
+
 namespace {
 
 int run_tune(const Flags& flags) {
-  const auto& file = flags.text("config");
-  auto json = read_json_file(file);
-  for (const auto& assignment : flags.all("set")) apply_override(json, assignment);
-  TuneRun run(parse_tune_config(json, file), flags.on("resume"));
+  TuneRun run(parse_tune_config(config_with_overrides(flags), flags.text("config")),
+              flags.on("resume"));
   install_interrupt_handlers();
   run.run();  // interrupted or not, the state is on disk: exit 0
   return 0;
