@@ -2,6 +2,7 @@
 
 #include "idtune/error.h"
 #include "idtune/json_reader.h"
+#include "idtune/tune_config.h"
 
 namespace idtune {
 
@@ -168,9 +169,7 @@ LangevinConfig parse_langevin_config(const nlohmann::json& json, const std::stri
   LangevinConfig c;
   JsonReader reader(json, source + ": ");
   reader.read("device", c.device);
-  reader.read("dtype", c.dtype);
-  check(c.dtype == "float32" || c.dtype == "float64", reader.path_of("dtype"), ": \"", c.dtype,
-        "\" is not one of: float32, float64");
+  read_dtype(reader, c.dtype);
   reader.read("seed", c.trainer.seed);
   reader.read_in_range("steps", c.steps, 1, 1000000000);
   reader.read("theta0", c.theta0);

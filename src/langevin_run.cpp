@@ -142,6 +142,16 @@ bool LangevinRun::run() {
   return finished;
 }
 
+namespace {
+
+/// The values of a tensor as a JSON list of doubles, in order.
+std::vector<double> values_of(const at::Tensor& t) {
+  const auto cpu = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  return {cpu.data_ptr<double>(), cpu.data_ptr<double>() + cpu.numel()};
+}
+
+}  // namespace
+
 void LangevinRun::log_step(const LangevinReport& r, double wall_time) {
   const auto theta = trainer_->theta().detach();
   nlohmann::json line = {{"step", r.step},
@@ -152,13 +162,9 @@ void LangevinRun::log_step(const LangevinReport& r, double wall_time) {
                          {"grad_norm", r.grad_norm},
                          {"lr", r.lr},
                          {"wall_time_s", wall_time}};
-  const auto cpu = theta.to(torch::kCPU, torch::kFloat64).contiguous();
-  line["theta"] = std::vector<double>(cpu.data_ptr<double>(), cpu.data_ptr<double>() + cpu.numel());
+  line["theta"] = values_of(theta);
   double distance = 0;
-  if (mixture_) {
-    const auto w = mixture_->weights(theta).to(torch::kCPU, torch::kFloat64).contiguous();
-    line["weights"] = std::vector<double>(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
-  }
+  if (mixture_) line["weights"] = values_of(mixture_->weights(theta));
   if (target_.defined()) {
     distance = (mixture_->canonical(theta) - target_).norm().item<double>();
     line["target_distance"] = distance;
@@ -173,17 +179,9 @@ void LangevinRun::log_step(const LangevinReport& r, double wall_time) {
 }
 
 void LangevinRun::write_results() const {
-  const auto theta = trainer_->theta().detach().to(torch::kCPU, torch::kFloat64).contiguous();
-  nlohmann::json result = {
-      {"steps", trainer_->iteration()},
-      {"theta",
-       std::vector<double>(theta.data_ptr<double>(), theta.data_ptr<double>() + theta.numel())}};
-  if (mixture_) {
-    const auto w = mixture_->weights(theta.to(trainer_->theta0().options()))
-                       .to(torch::kCPU, torch::kFloat64)
-                       .contiguous();
-    result["weights"] = std::vector<double>(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
-  }
+  const auto theta = trainer_->theta().detach();
+  nlohmann::json result = {{"steps", trainer_->iteration()}, {"theta", values_of(theta)}};
+  if (mixture_) result["weights"] = values_of(mixture_->weights(theta));
   write_json_file(path("theta.json"), result);
   if (!config_.output.save_particles) return;
   const auto x = trainer_->particles().to(torch::kCPU, torch::kFloat64).contiguous();

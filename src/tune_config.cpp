@@ -57,9 +57,7 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   TuneConfig c;
   JsonReader reader(json, source + ": ");
   reader.require("model", c.model);
-  reader.read("dtype", c.dtype);
-  check(c.dtype == "float32" || c.dtype == "float64", reader.path_of("dtype"), ": \"", c.dtype,
-        "\" is not one of: float32, float64");
+  read_dtype(reader, c.dtype);
   reader.read("device", c.device);
   reader.read("reward", c.reward);
   reader.read_in_range("iterations", c.iterations, 1, 1000000000);
@@ -154,6 +152,12 @@ c10::Device parse_device(const std::string& name) {
         "or use device cpu)");
   check(device->is_cpu() || device->is_cuda(), "device \"", name, "\" is not one of: cpu, cuda");
   return *device;
+}
+
+void read_dtype(JsonReader& reader, std::string& dtype) {
+  reader.read("dtype", dtype);
+  check(dtype == "float32" || dtype == "float64", reader.path_of("dtype"), ": \"", dtype,
+        "\" is not one of: float32, float64");
 }
 
 c10::ScalarType parse_dtype(const std::string& name) {

@@ -3,6 +3,7 @@
 // errors naming their JSON path; values are range-checked with the allowed values in the
 // message; `--set a.b=value` overrides any key before validation.
 
+#include "idtune/json_reader.h"
 #include "idtune/trainer.h"
 
 #include <nlohmann/json.hpp>
@@ -51,5 +52,8 @@ void apply_override(nlohmann::json& config, const std::string& assignment);
 c10::Device parse_device(const std::string& name);
 /// "float32" or "float64".
 c10::ScalarType parse_dtype(const std::string& name);
+/// Reads the optional key "dtype" (float32 | float64) into `dtype`, refusing other names
+/// with the key's JSON path.
+void read_dtype(JsonReader& reader, std::string& dtype);
 
 }  // namespace idtune
