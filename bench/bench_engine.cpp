@@ -15,12 +15,12 @@
 // Options: --batch B (64) --size S (28) --width W (32) --steps K (64) --beta β (0.1, the β>0
 // case of --timing; --memory uses it only when given) --reps N (30) --warmup N (3).
 
-#include "idtune/adjoint.h"
-#include "idtune/backprop_through_sampler.h"
-#include "idtune/runtime.h"
-#include "idtune/sampler.h"
-#include "idtune/sampling.h"
-#include "idtune/toy_models.h"
+#include "idtune/diffusion/adjoint.h"
+#include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/core/runtime.h"
+#include "idtune/diffusion/sampler.h"
+#include "idtune/diffusion/sampling.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <torch/torch.h>
 

@@ -3,11 +3,11 @@
 // analytic 1-D model and a tiny TorchScript U-Net. And Algorithm 4's reverse-ODE variant
 // approaches it as K grows.
 
-#include "idtune/adjoint.h"
+#include "idtune/diffusion/adjoint.h"
 #include "analytic_problems.h"
-#include "idtune/backprop_through_sampler.h"
-#include "idtune/sampling.h"
-#include "idtune/toy_models.h"
+#include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/diffusion/sampling.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

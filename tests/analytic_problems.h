@@ -1,7 +1,7 @@
 #pragma once
 // Problems with known answers shared by the tests (spec §7), and small test utilities.
 
-#include "idtune/error.h"
+#include "idtune/core/error.h"
 
 #include <ATen/core/Tensor.h>
 #include <gtest/gtest.h>

@@ -3,7 +3,7 @@
 // scripts/export_model.py, tuned by `idtune tune`, and the tuned TorchScript runs in Python.
 
 #include "analytic_problems.h"
-#include "idtune/json_reader.h"
+#include "idtune/core/json_reader.h"
 
 #include <gtest/gtest.h>
 

@@ -3,8 +3,8 @@
 // checkpoint left behind.
 
 #include "analytic_problems.h"
-#include "idtune/json_reader.h"
-#include "idtune/toy_models.h"
+#include "idtune/core/json_reader.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 

@@ -1,9 +1,9 @@
 // Fréchet distance: closed forms for diagonal and commuting covariances, symmetry, empirical
 // statistics that recover the exact value, and clear errors for bad input.
 
-#include "idtune/frechet_distance.h"
+#include "idtune/eval/frechet_distance.h"
 #include "analytic_problems.h"
-#include "idtune/error.h"
+#include "idtune/core/error.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -2,10 +2,10 @@
 // between the two Gaussian chains' joint laws of (Y_0, …, Y_K).
 
 #include "analytic_problems.h"
-#include "idtune/adjoint.h"
-#include "idtune/error.h"
-#include "idtune/sampling.h"
-#include "idtune/toy_models.h"
+#include "idtune/diffusion/adjoint.h"
+#include "idtune/core/error.h"
+#include "idtune/diffusion/sampling.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,6 +1,6 @@
 // The idx reader: pixel mapping, limits, and refusals of files that are not idx.
 
-#include "idtune/idx_images.h"
+#include "idtune/eval/idx_images.h"
 #include "analytic_problems.h"
 
 #include <gtest/gtest.h>

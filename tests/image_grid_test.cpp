@@ -1,9 +1,9 @@
 // write_image_grid: layout (columns, gaps, integer upscaling), the linear map from the data
 // range to 0..255, RGB landing in OpenCV's BGR, atomic writes, and clear errors.
 
-#include "idtune/image_grid.h"
+#include "idtune/eval/image_grid.h"
 #include "analytic_problems.h"
-#include "idtune/error.h"
+#include "idtune/core/error.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

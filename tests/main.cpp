@@ -1,4 +1,4 @@
-#include "idtune/runtime.h"
+#include "idtune/core/runtime.h"
 
 #include <gtest/gtest.h>
 

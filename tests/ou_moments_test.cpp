@@ -2,8 +2,8 @@
 // moments, and their continuous-time limits as K grows.
 
 #include "analytic_problems.h"
-#include "idtune/sampling.h"
-#include "idtune/toy_models.h"
+#include "idtune/diffusion/sampling.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,10 +1,10 @@
 // Reward: built-ins against hand-computed values, weighted sums, TorchScript rewards saved and
 // loaded, and a clear message for every bad spec and every bad reward value.
 
-#include "idtune/reward.h"
+#include "idtune/training/reward.h"
 
 #include "analytic_problems.h"
-#include "idtune/error.h"
+#include "idtune/core/error.h"
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

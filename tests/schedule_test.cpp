@@ -1,11 +1,11 @@
 // Schedules against closed forms, and the ddpm / ddim chain steps against the exact
 // posterior of a point-mass data distribution.
 
-#include "idtune/schedule.h"
+#include "idtune/diffusion/schedule.h"
 #include "analytic_problems.h"
-#include "idtune/error.h"
-#include "idtune/sampler.h"
-#include "idtune/toy_models.h"
+#include "idtune/core/error.h"
+#include "idtune/diffusion/sampler.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

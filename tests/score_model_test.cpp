@@ -1,11 +1,11 @@
 // ScoreModel: TorchScript + card loading, prediction-type conversions, and clear errors for
 // every kind of bad input.
 
-#include "idtune/score_model.h"
+#include "idtune/diffusion/score_model.h"
 #include "analytic_problems.h"
-#include "idtune/error.h"
-#include "idtune/json_reader.h"
-#include "idtune/toy_models.h"
+#include "idtune/core/error.h"
+#include "idtune/core/json_reader.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

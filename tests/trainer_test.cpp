@@ -1,10 +1,10 @@
 // The trainer on spec §7's 1-D problem, the queue's bookkeeping, the double queue, and
 // bit-identical resume.
 
-#include "idtune/trainer.h"
+#include "idtune/training/trainer.h"
 #include "analytic_problems.h"
-#include "idtune/adjoint_queue.h"
-#include "idtune/toy_models.h"
+#include "idtune/training/adjoint_queue.h"
+#include "idtune/diffusion/toy_models.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,8 +1,8 @@
 // The tune configuration: shipped configs parse, --set overrides, the resolved config round-trips.
 
-#include "idtune/tune_config.h"
+#include "idtune/training/tune_config.h"
 #include "analytic_problems.h"
-#include "idtune/json_reader.h"
+#include "idtune/core/json_reader.h"
 
 #include <gtest/gtest.h>
 

@@ -2,8 +2,8 @@
 // The idtune subcommands: each is a name, a one-line summary, its flags and a function.
 
 #include "flags.h"
-#include "idtune/sampler.h"
-#include "idtune/score_model.h"
+#include "idtune/diffusion/sampler.h"
+#include "idtune/diffusion/score_model.h"
 
 #include <nlohmann/json.hpp>
 
@@ -31,7 +31,6 @@ Command tune_command();
 Command sample_command();
 Command eval_command();
 Command fd_command();
-Command demo_command();
 Command langevin_command();
 
 }  // namespace idtune::cli

@@ -2,11 +2,11 @@
 //             [--data images-idx3-ubyte.gz]
 
 #include "commands.h"
-#include "idtune/backprop_through_sampler.h"
-#include "idtune/classifier.h"
-#include "idtune/idx_images.h"
-#include "idtune/reward.h"
-#include "idtune/sampling.h"
+#include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/eval/classifier.h"
+#include "idtune/eval/idx_images.h"
+#include "idtune/training/reward.h"
+#include "idtune/diffusion/sampling.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>

@@ -2,8 +2,8 @@
 // e.g. Fashion-MNIST's training set against its test set (the floor a model's FD is read against).
 
 #include "commands.h"
-#include "idtune/classifier.h"
-#include "idtune/idx_images.h"
+#include "idtune/eval/classifier.h"
+#include "idtune/eval/idx_images.h"
 
 #include <cstdio>
 

@@ -1,6 +1,6 @@
 #include "flags.h"
 
-#include "idtune/error.h"
+#include "idtune/core/error.h"
 
 #include <algorithm>
 

@@ -1,8 +1,8 @@
 // idtune langevin --config hex.json [--set key=value ...]
 
 #include "commands.h"
-#include "idtune/interrupt.h"
-#include "idtune/langevin_run.h"
+#include "idtune/core/interrupt.h"
+#include "idtune/run/langevin_run.h"
 
 namespace idtune::cli {
 

@@ -3,8 +3,8 @@
 // that stdout carries only results (`idtune eval`'s JSON can be piped).
 
 #include "commands.h"
-#include "idtune/error.h"
-#include "idtune/runtime.h"
+#include "idtune/core/error.h"
+#include "idtune/core/runtime.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -18,7 +18,7 @@ namespace {
 const std::vector<idtune::cli::Command>& all_commands() {
   static const std::vector<idtune::cli::Command> commands = {
       idtune::cli::tune_command(), idtune::cli::sample_command(), idtune::cli::eval_command(),
-      idtune::cli::fd_command(),   idtune::cli::demo_command(),   idtune::cli::langevin_command()};
+      idtune::cli::fd_command(),   idtune::cli::langevin_command()};
   return commands;
 }
 

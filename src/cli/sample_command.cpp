@@ -1,8 +1,8 @@
 // idtune sample --model m.pt --n 64 --out grid.png
 
 #include "commands.h"
-#include "idtune/image_grid.h"
-#include "idtune/sampling.h"
+#include "idtune/eval/image_grid.h"
+#include "idtune/diffusion/sampling.h"
 
 #include <spdlog/spdlog.h>
 

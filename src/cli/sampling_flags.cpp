@@ -1,5 +1,6 @@
 #include "commands.h"
-#include "idtune/tune_config.h"
+#include "idtune/core/device.h"
+#include "idtune/training/tune_config.h"
 
 namespace idtune::cli {
 

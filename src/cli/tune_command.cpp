@@ -1,9 +1,9 @@
 // idtune tune --config run.json [--set key=value ...] [--resume]
 
 #include "commands.h"
-#include "idtune/interrupt.h"
-#include "idtune/json_reader.h"
-#include "idtune/tune_run.h"
+#include "idtune/core/interrupt.h"
+#include "idtune/core/json_reader.h"
+#include "idtune/run/tune_run.h"
 
 namespace idtune::cli {
 

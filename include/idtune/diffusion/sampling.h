@@ -1,0 +1,39 @@
+#pragma once
+// The sampling loop, written once against the Gaussian-chain form of every sampler.
+
+#include "idtune/core/noise.h"
+#include "idtune/diffusion/sampler.h"
+#include "idtune/diffusion/score_model.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+namespace idtune {
+
+/// The states Y_0 … Y_K of one batch: all the adjoint needs (spec §4). They live in one
+/// [K+1, B, …] buffer allocated up front (K+1 separate tensors fragment the heap).
+struct SamplePath {
+  at::Tensor storage;              // [K+1, B, C, H, W]
+  std::vector<at::Tensor> states;  // views storage[0 … j] of the states recorded so far
+  const at::Tensor& final_state() const { return states.back(); }
+
+  /// A path for `steps` chain steps starting at (a copy of) y0.
+  static SamplePath allocate(int64_t steps, const at::Tensor& y0);
+  /// Copies the next state into the buffer.
+  void record(const at::Tensor& state);
+};
+
+/// Y_0 ∼ N(0, I) for batch `stream` (replayable from the noise seed).
+at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& noise,
+                         uint64_t stream);
+
+/// ξ_k of batch `stream` at chain step k.
+at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stream, int64_t k,
+                      int64_t batch);
+
+/// Runs all K steps without gradient from `y0`, keeping every state.
+SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
+                       const Noise& noise, uint64_t stream);
+
+}  // namespace idtune

@@ -1,0 +1,77 @@
+#pragma once
+// A TorchScript score network plus its model card: s_θ(x, t) for a batch whose samples
+// each carry their own time (spec §2, model contract). Whatever the network predicts
+// (score, ε or v), callers only ever see the score.
+
+#include "idtune/diffusion/model_card.h"
+#include "idtune/diffusion/schedule.h"
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace idtune {
+
+struct ScoreModelOptions {
+  /// Where the network runs: cpu or cuda[:n].
+  c10::Device device = c10::kCPU;
+  /// Floating type of parameters and samples: float32 or float64.
+  c10::ScalarType dtype = c10::kFloat;
+};
+
+class ScoreModel {
+ public:
+  /// Loads `model_path` (TorchScript) and the card beside it (`model.pt` -> `model.json`);
+  /// checks that forward(x, t) accepts the card's shape and returns that shape.
+  static ScoreModel load(const std::string& model_path, const ScoreModelOptions& options = {});
+
+  /// Wraps a module made in memory; validated like a loaded one. `name` labels messages.
+  ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options = {},
+             std::string name = "<in-memory model>");
+
+  /// The network's raw output o(x, t); t is [B], continuous time or step index.
+  at::Tensor output(const at::Tensor& x, const at::Tensor& t) const;
+  /// The score s_θ(x, t) from the output, by the card's `prediction`.
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const;
+
+  const ModelCard& card() const;
+  const Schedule& schedule() const;
+  const std::string& name() const;
+  c10::Device device() const;
+  c10::ScalarType dtype() const;
+  /// Sample shape [B, C, H, W] for a batch of `batch`.
+  std::vector<int64_t> batch_shape(int64_t batch) const;
+
+  /// Every floating parameter, with its dotted name.
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  /// The parameters with requires_grad set (θ, the ones tuned).
+  std::vector<at::Tensor> trainable_parameters() const;
+
+  /// A deep copy with no trainable parameters: the reference model θ_ref of the KL.
+  ScoreModel frozen_copy() const;
+  /// A deep copy (parameters not shared).
+  ScoreModel clone() const;
+  torch::jit::Module& module() const;
+
+  /// Writes the TorchScript file and its card, each atomically (temp file + rename).
+  void save(const std::string& model_path) const;
+  /// Same, with a card different from the model's own (e.g. with updated provenance).
+  void save(const std::string& model_path, const ModelCard& card) const;
+
+ private:
+  struct State;
+  explicit ScoreModel(std::shared_ptr<State> state);
+  void validate() const;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace idtune

@@ -1,0 +1,52 @@
+#pragma once
+// `idtune tune` as a library call: everything is validated (config, model, reward, trainer)
+// before the run directory is touched; then the loop writes metrics.jsonl, progress lines,
+// sample grids, atomic checkpoints, and finally the tuned TorchScript model with its card.
+//
+// Run directory:
+//   config.json        the resolved configuration
+//   metrics.jsonl      one line per iteration
+//   checkpoint.pt      the latest checkpoint (temp file + rename)
+//   samples/           before.png, step_NNNNNN.png, after.png: the same noise every time
+//   tuned.pt, .json    the exported model (EMA weights when EMA is on) and its card
+
+#include "idtune/training/reward.h"
+#include "idtune/diffusion/score_model.h"
+#include "idtune/training/trainer.h"
+#include "idtune/training/tune_config.h"
+
+#include <memory>
+#include <string>
+
+namespace idtune {
+
+class TuneRun {
+ public:
+  /// Loads the model and reward and builds the trainer; with `resume`, the run directory must
+  /// hold a checkpoint of the same configuration (only `iterations` and `output` may differ).
+  TuneRun(TuneConfig config, bool resume);
+  ~TuneRun();
+
+  /// Runs to `iterations`. Returns false if interrupted (SIGINT/SIGTERM): a checkpoint was
+  /// written and `--resume` continues it.
+  bool run();
+
+  std::string path(const std::string& name) const;
+  const Trainer& trainer() const { return *trainer_; }
+
+ private:
+  void prepare_run_directory();
+  void log_iteration(const IterationReport& report, double seconds);
+  void write_grid(const ScoreModel& model, const std::string& name) const;
+  void save_checkpoint() const;
+  void export_tuned_model() const;
+
+  TuneConfig config_;
+  bool resume_;
+  std::unique_ptr<Trainer> trainer_;
+  std::unique_ptr<Reward> reward_;
+  double wall_time_offset_ = 0;  // seconds of earlier sessions (resume)
+  double wall_time_ = 0;
+};
+
+}  // namespace idtune

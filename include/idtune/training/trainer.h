@@ -1,0 +1,137 @@
+#pragma once
+// The Implicit Diffusion trainer (spec §1, §5): sampling and optimisation in one loop.
+// One call of step() is one outer iteration of the paper's Algorithm 3 (warm start) or 7
+// (no warm start), with the completed slot's gradient from the full adjoint or the double
+// queue (Algorithm 5). The baselines run on the same engine: the nested loop (M = 1) and
+// backpropagation through the sampler (DRaFT, DRaFT-k).
+
+#include "idtune/diffusion/adjoint.h"
+#include "idtune/training/adjoint_queue.h"
+#include "idtune/core/name_table.h"
+#include "idtune/core/noise.h"
+#include "idtune/diffusion/reward_fn.h"
+#include "idtune/training/sample_queue.h"
+#include "idtune/diffusion/sampler.h"
+#include "idtune/diffusion/score_model.h"
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace torch::optim {
+class Adam;
+}
+
+namespace idtune {
+
+enum class Method { Implicit, Nested, Draft, DraftK };
+const NameTable<Method>& method_names();
+
+/// How the completed slot's gradient is computed (Implicit and Nested).
+enum class GradientEstimator { Adjoint, DoubleQueue };
+const NameTable<GradientEstimator>& gradient_estimator_names();
+
+struct OptimiserOptions {
+  /// Adam's learning rate, (β₁, β₂), ε and decoupled-from-nothing L2 weight decay.
+  double lr = 1e-4;
+  std::array<double, 2> betas{0.9, 0.999};
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  /// Clip the gradient's global L2 norm to this (0: off).
+  double clip_grad_norm = 0.0;
+  /// EMA of θ with this decay, used for export and grids (0: off).
+  double ema_decay = 0.0;
+  /// Regular expressions: tune only parameters whose name matches one (empty: all).
+  std::vector<std::string> tune;
+};
+
+struct TrainerOptions {
+  SamplerOptions sampler;
+  Method method = Method::Implicit;
+  /// M, the queue's slots (Implicit); must divide the sampler's K.
+  int64_t queue_slots = 4;
+  /// Algorithm 3 (fill the queue with θ₀ first) or Algorithm 7 (fill it on the way).
+  bool warm_start = true;
+  GradientEstimator gradient = GradientEstimator::Adjoint;
+  /// DraftK: differentiate through the last k sampling steps only.
+  int64_t backprop_steps = 1;
+  /// B, samples per batch (per slot).
+  int64_t batch = 16;
+  /// F = −λ E[R] + β KL(π_θ ‖ π_ref).
+  double lambda = 1.0;
+  double beta = 0.0;
+  OptimiserOptions optimiser;
+  /// Seed of every noise draw: Y_0 and ξ of each batch are replayable from it.
+  uint64_t seed = 0;
+};
+
+/// What one outer iteration did.
+struct IterationReport {
+  int64_t iteration = 0;
+  /// False while the queue fills (no warm start) or the adjoint queue fills (double queue).
+  bool updated = false;
+  double reward_mean = 0, reward_std = 0, kl = 0, loss = 0, grad_norm = 0, lr = 0;
+  /// Per-sample sampling steps this iteration (model evaluations of one image).
+  int64_t sample_steps = 0;
+  /// The θ version that produced each step of the path whose gradient was applied (Implicit
+  /// and Nested with the full adjoint; empty otherwise).
+  std::vector<int64_t> theta_versions;
+};
+
+class Trainer {
+ public:
+  /// `model` is θ and is tuned in place; the reference θ_ref is a frozen copy taken now.
+  Trainer(TrainerOptions options, ScoreModel model, RewardFn reward);
+  ~Trainer();
+
+  /// One outer iteration: advance the queue, take the completed slot, compute its gradient,
+  /// take an optimiser step, let a fresh slot in.
+  IterationReport step();
+
+  const TrainerOptions& options() const { return options_; }
+  int64_t iteration() const { return iteration_; }
+  /// Number of optimiser updates so far (the θ version).
+  int64_t updates() const { return updates_; }
+  const ScoreModel& model() const { return model_; }
+  const ScoreModel& reference() const { return reference_; }
+  const Sampler& sampler() const { return sampler_; }
+  const SampleQueue& queue() const { return queue_; }
+  /// θ with its EMA weights when EMA is on (a copy), else θ itself.
+  ScoreModel export_model() const;
+
+  /// Everything needed to continue bit-identically: θ, EMA, Adam, both queues, counters.
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+
+ private:
+  void fill_queue();
+  std::optional<AdjointGradient> implicit_gradient(IterationReport& report);
+  AdjointGradient backprop_gradient();
+  double apply(std::vector<at::Tensor> ascent);
+  void update_ema();
+
+  TrainerOptions options_;
+  ScoreModel model_;
+  ScoreModel reference_;
+  RewardFn reward_;
+  Sampler sampler_;
+  Noise noise_;
+  AdjointSolver solver_;
+  SampleQueue queue_;
+  AdjointQueue adjoint_queue_;
+  std::vector<at::Tensor> params_;
+  std::vector<at::Tensor> ema_;
+  std::unique_ptr<torch::optim::Adam> optimiser_;
+  bool queue_filled_ = false;  // the warm start (or first slot) happens at the first step()
+  int64_t iteration_ = 0;
+  int64_t updates_ = 0;
+  uint64_t next_draft_stream_ = 0;
+};
+
+/// Marks as trainable only the parameters whose name matches one of `patterns` (all when
+/// empty); throws listing the parameter names if a pattern matches none.
+void select_trainable(const ScoreModel& model, const std::vector<std::string>& patterns);
+
+}  // namespace idtune

@@ -1,0 +1,51 @@
+#pragma once
+// The configuration of `idtune tune`: one JSON file mapped to plain structs. Unknown keys are
+// errors naming their JSON path; values are range-checked with the allowed values in the
+// message; `--set a.b=value` overrides any key before validation.
+
+#include "idtune/core/json_reader.h"
+#include "idtune/training/trainer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace idtune {
+
+struct OutputOptions {
+  /// Directory of the run: config.json, metrics.jsonl, checkpoint.pt, samples/, tuned.pt.
+  std::string run_dir = "runs/idtune";
+  /// Iterations between progress lines, sample grids and checkpoints (0: never).
+  int64_t log_every = 10;
+  int64_t image_every = 100;
+  int64_t checkpoint_every = 100;
+  /// Images in each grid, sampled with the same noise (grid_seed) every time.
+  int64_t grid_samples = 16;
+  uint64_t grid_seed = 1234;
+};
+
+struct TuneConfig {
+  /// TorchScript score model; its card is the .json beside it.
+  std::string model;
+  /// cpu, cuda or cuda:N.
+  std::string device = "cpu";
+  /// float32 or float64.
+  std::string dtype = "float32";
+  /// Reward spec (see reward.h), e.g. "brightness" or "0.5*red + classifier:c.pt:7".
+  std::string reward = "brightness";
+  /// Outer iterations of the algorithm.
+  int64_t iterations = 100;
+  TrainerOptions trainer;
+  OutputOptions output;
+};
+
+/// Parses and validates; `source` names the file in messages.
+TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& source);
+nlohmann::json to_json(const TuneConfig& config);
+
+/// Applies one `dotted.key=value` override to a JSON config; the value is parsed as JSON when
+/// it is valid JSON (numbers, true/false, arrays) and taken as a string otherwise.
+void apply_override(nlohmann::json& config, const std::string& assignment);
+
+}  // namespace idtune

@@ -1,0 +1,84 @@
+#include "idtune/diffusion/model_card.h"
+
+#include "idtune/core/error.h"
+#include "idtune/core/json_reader.h"
+
+namespace idtune {
+
+const NameTable<Prediction>& prediction_names() {
+  static const NameTable<Prediction> table = {
+      {"score", Prediction::Score}, {"epsilon", Prediction::Epsilon}, {"v", Prediction::V}};
+  return table;
+}
+
+const NameTable<TimeInput>& time_input_names() {
+  static const NameTable<TimeInput> table = {{"continuous", TimeInput::Continuous},
+                                             {"discrete", TimeInput::Discrete}};
+  return table;
+}
+
+const NameTable<TimeDtype>& time_dtype_names() {
+  static const NameTable<TimeDtype> table = {{"float", TimeDtype::Float},
+                                             {"long", TimeDtype::Long}};
+  return table;
+}
+
+ModelCard parse_model_card(const nlohmann::json& json, const std::string& source) {
+  ModelCard card;
+  JsonReader reader(json, source + ": ");
+  reader.require("shape", card.shape);
+  check(card.shape.size() == 3, reader.path_of("shape"), ": expected [C, H, W], got ",
+        nlohmann::json(card.shape).dump());
+  for (auto d : card.shape)
+    check(d >= 1 && d <= 65536, reader.path_of("shape"), ": every size must be in [1, 65536], got ",
+          nlohmann::json(card.shape).dump());
+  reader.read("data_range", card.data_range);
+  check(card.data_range[0] < card.data_range[1], reader.path_of("data_range"),
+        ": expected [low, high] with low < high, got ", nlohmann::json(card.data_range).dump());
+  auto schedule = reader.object("schedule");
+  card.schedule = parse_schedule(schedule);
+  reader.read_enum("prediction", card.prediction, prediction_names());
+  reader.read_enum("time_input", card.time_input, time_input_names());
+  reader.read_enum("time_dtype", card.time_dtype, time_dtype_names());
+  reader.read("provenance", card.provenance);
+  reader.finish();
+
+  const bool discrete = card.schedule.kind == ScheduleKind::DdpmDiscrete;
+  check(discrete == (card.time_input == TimeInput::Discrete), reader.path_of("time_input"), ": \"",
+        name_of(card.time_input, time_input_names()), "\" does not fit schedule \"",
+        name_of(card.schedule.kind, schedule_names()),
+        "\": a ddpm-discrete schedule takes time_input \"discrete\" (step indices), "
+        "every other schedule \"continuous\"");
+  check(discrete || card.time_dtype == TimeDtype::Float, reader.path_of("time_dtype"),
+        ": continuous time must be \"float\"");
+  Schedule validate(card.schedule);
+  return card;
+}
+
+nlohmann::json to_json(const ModelCard& card) {
+  return {{"shape", card.shape},
+          {"data_range", card.data_range},
+          {"schedule", to_json(card.schedule)},
+          {"prediction", name_of(card.prediction, prediction_names())},
+          {"time_input", name_of(card.time_input, time_input_names())},
+          {"time_dtype", name_of(card.time_dtype, time_dtype_names())},
+          {"provenance", card.provenance}};
+}
+
+std::string card_path_for(const std::string& model_path) {
+  const auto dot = model_path.rfind('.');
+  const auto slash = model_path.rfind('/');
+  const bool has_extension =
+      dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  return (has_extension ? model_path.substr(0, dot) : model_path) + ".json";
+}
+
+ModelCard load_model_card(const std::string& card_path) {
+  return parse_model_card(read_json_file(card_path), card_path);
+}
+
+void save_model_card(const ModelCard& card, const std::string& card_path) {
+  write_json_file(card_path, to_json(card));
+}
+
+}  // namespace idtune

@@ -1,0 +1,47 @@
+#include "idtune/diffusion/sampling.h"
+
+#include <torch/torch.h>
+
+namespace idtune {
+
+at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& noise,
+                         uint64_t stream) {
+  return noise.normal(stream, Noise::kInitial, model.batch_shape(batch),
+                      torch::dtype(model.dtype()).device(model.device()));
+}
+
+at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stream, int64_t k,
+                      int64_t batch) {
+  return noise.normal(stream, k, model.batch_shape(batch),
+                      torch::dtype(model.dtype()).device(model.device()));
+}
+
+SamplePath SamplePath::allocate(int64_t steps, const at::Tensor& y0) {
+  std::vector<int64_t> shape{steps + 1};
+  shape.insert(shape.end(), y0.sizes().begin(), y0.sizes().end());
+  SamplePath path{torch::empty(shape, y0.options()), {}};
+  path.record(y0);
+  return path;
+}
+
+void SamplePath::record(const at::Tensor& state) {
+  const auto slot = storage[static_cast<int64_t>(states.size())];
+  slot.copy_(state);
+  states.push_back(slot);
+}
+
+SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
+                       const Noise& noise, uint64_t stream) {
+  torch::NoGradGuard no_grad;
+  const int64_t batch = y0.size(0), K = sampler.num_steps();
+  SamplePath path = SamplePath::allocate(K, y0);
+  for (int64_t k = 0; k < K; ++k) {
+    const auto index = sampler.indices(batch, k);
+    const auto xi =
+        sampler.needs_noise() ? step_noise(model, noise, stream, k, batch) : at::Tensor();
+    path.record(sampler.advance(model, path.final_state(), index, xi));
+  }
+  return path;
+}
+
+}  // namespace idtune

@@ -1,0 +1,143 @@
+#include "idtune/diffusion/schedule.h"
+
+#include "idtune/core/error.h"
+#include "idtune/core/json_reader.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace idtune {
+
+const NameTable<ScheduleKind>& schedule_names() {
+  static const NameTable<ScheduleKind> table = {{"ou", ScheduleKind::Ou},
+                                                {"vp-linear", ScheduleKind::VpLinear},
+                                                {"cosine", ScheduleKind::Cosine},
+                                                {"ddpm-discrete", ScheduleKind::DdpmDiscrete}};
+  return table;
+}
+
+ScheduleOptions parse_schedule(JsonReader& reader) {
+  ScheduleOptions o;
+  reader.read_enum("kind", o.kind, schedule_names());
+  switch (o.kind) {
+    case ScheduleKind::Ou:
+      reader.read_in_range("t_max", o.t_max, 0.0, 100.0, /*open_low=*/true);
+      break;
+    case ScheduleKind::VpLinear:
+      reader.read_in_range("t_max", o.t_max, 0.0, 1.0, true);
+      reader.read_in_range("beta_min", o.beta_min, 0.0, 1e3, true);
+      reader.read_in_range("beta_max", o.beta_max, o.beta_min, 1e4);
+      break;
+    case ScheduleKind::Cosine:
+      reader.read_in_range("t_max", o.t_max, 0.0, 1.0, true);
+      reader.read_in_range("cosine_s", o.cosine_s, 0.0, 1.0, true);
+      break;
+    case ScheduleKind::DdpmDiscrete:
+      reader.read("betas", o.betas);
+      if (o.betas.empty()) {
+        reader.read_in_range("beta_start", o.beta_start, 0.0, 1.0, true);
+        reader.read_in_range("beta_end", o.beta_end, o.beta_start, 1.0);
+        reader.read_in_range("num_train_steps", o.num_train_steps, 2, 100000);
+      }
+      break;
+  }
+  reader.finish();
+  return o;
+}
+
+nlohmann::json to_json(const ScheduleOptions& o) {
+  nlohmann::json j = {{"kind", name_of(o.kind, schedule_names())}};
+  switch (o.kind) {
+    case ScheduleKind::Ou:
+      j["t_max"] = o.t_max;
+      break;
+    case ScheduleKind::VpLinear:
+      j.update({{"t_max", o.t_max}, {"beta_min", o.beta_min}, {"beta_max", o.beta_max}});
+      break;
+    case ScheduleKind::Cosine:
+      j.update({{"t_max", o.t_max}, {"cosine_s", o.cosine_s}});
+      break;
+    case ScheduleKind::DdpmDiscrete:
+      if (o.betas.empty())
+        j.update({{"beta_start", o.beta_start},
+                  {"beta_end", o.beta_end},
+                  {"num_train_steps", o.num_train_steps}});
+      else
+        j["betas"] = o.betas;
+      break;
+  }
+  return j;
+}
+
+Schedule::Schedule(ScheduleOptions options) : options_(std::move(options)) {
+  if (!is_discrete()) {
+    check(options_.t_max > 0, "schedule: t_max must be > 0, got ", options_.t_max);
+    return;
+  }
+  auto betas = options_.betas.empty() ? torch::linspace(options_.beta_start, options_.beta_end,
+                                                        options_.num_train_steps, torch::kFloat64)
+                                      : torch::tensor(options_.betas, torch::kFloat64);
+  check(betas.numel() >= 2, "schedule ddpm-discrete: needs at least 2 betas");
+  check((betas > 0).all().item<bool>() && (betas < 1).all().item<bool>(),
+        "schedule ddpm-discrete: every beta must lie in (0, 1)");
+  discrete_alpha_bar_ = torch::cumprod(1 - betas, 0);
+}
+
+double Schedule::t_max() const {
+  return is_discrete() ? double(discrete_alpha_bar_.size(0) - 1) : options_.t_max;
+}
+
+at::Tensor Schedule::alpha_bar(const at::Tensor& t) const {
+  const auto& o = options_;
+  switch (o.kind) {
+    case ScheduleKind::Ou:
+      return torch::exp(-2 * t);
+    case ScheduleKind::VpLinear:
+      return torch::exp(-o.beta_min * t - 0.5 * (o.beta_max - o.beta_min) * t * t);
+    case ScheduleKind::Cosine: {
+      const double half_pi = M_PI / 2, s = o.cosine_s;
+      const double at_zero = std::pow(std::cos(s / (1 + s) * half_pi), 2);
+      return torch::cos((t + s) / (1 + s) * half_pi).pow(2) / at_zero;
+    }
+    case ScheduleKind::DdpmDiscrete: {
+      auto index = t.round().to(torch::kLong).clamp(0, discrete_alpha_bar_.size(0) - 1);
+      auto table = discrete_alpha_bar_.to(t.device());
+      return table.index_select(0, index.flatten()).view(t.sizes()).to(t.scalar_type());
+    }
+  }
+  throw std::logic_error("unhandled schedule kind");
+}
+
+at::Tensor Schedule::alpha(const at::Tensor& t) const { return alpha_bar(t).sqrt(); }
+
+at::Tensor Schedule::sigma(const at::Tensor& t) const { return (1 - alpha_bar(t)).sqrt(); }
+
+at::Tensor Schedule::beta(const at::Tensor& t) const {
+  const auto& o = options_;
+  switch (o.kind) {
+    case ScheduleKind::Ou:
+      return torch::full_like(t, 2.0);
+    case ScheduleKind::VpLinear:
+      return o.beta_min + (o.beta_max - o.beta_min) * t;
+    case ScheduleKind::Cosine: {
+      // −d/dt log cos²(u) = 2 tan(u) du/dt, u = (t+s)/(1+s)·π/2.
+      const double s = o.cosine_s, du_dt = M_PI / (2 * (1 + s));
+      return 2 * du_dt * torch::tan((t + s) / (1 + s) * (M_PI / 2));
+    }
+    case ScheduleKind::DdpmDiscrete:
+      throw Error(
+          "schedule ddpm-discrete has no continuous-time beta(t): use the ddpm or ddim sampler");
+  }
+  throw std::logic_error("unhandled schedule kind");
+}
+
+double Schedule::alpha_bar(double t) const {
+  return alpha_bar(torch::tensor(t, torch::kFloat64)).item<double>();
+}
+
+double Schedule::beta(double t) const {
+  return beta(torch::tensor(t, torch::kFloat64)).item<double>();
+}
+
+}  // namespace idtune

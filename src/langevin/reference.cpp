@@ -1,0 +1,107 @@
+#include "idtune/langevin/reference.h"
+
+#include "idtune/core/error.h"
+
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+namespace idtune {
+
+namespace {
+constexpr uint64_t kReferenceStream = 1;  // stream 0 is the particles' noise
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+at::Tensor read_csv(const std::string& file, int64_t dim) {
+  std::ifstream in(file);
+  check(in.good(), "cannot open the reference samples '", file, "'");
+  std::vector<double> values;
+  int64_t line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    for (char& ch : line)
+      if (ch == ',') ch = ' ';
+    std::istringstream fields(line);
+    std::vector<double> row{std::istream_iterator<double>(fields), {}};
+    check(fields.eof(), "'", file, "' line ", line_number, ": not a number in \"", line, "\"");
+    if (row.empty()) continue;
+    check(int64_t(row.size()) == dim, "'", file, "' line ", line_number, ": ", row.size(),
+          " values, expected ", dim, " (one sample per line)");
+    values.insert(values.end(), row.begin(), row.end());
+  }
+  return torch::tensor(values, torch::kFloat64).view({-1, dim});
+}
+
+at::Tensor read_pickled(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  check(in.good(), "cannot open the reference samples '", file, "'");
+  const std::vector<char> bytes{std::istreambuf_iterator<char>(in), {}};
+  try {
+    return torch::pickle_load(bytes).toTensor();
+  } catch (const c10::Error& e) {
+    throw Error("'" + file +
+                "' is not a tensor saved with torch.save: " + e.what_without_backtrace());
+  }
+}
+
+/// `batch` uniform indices in [0, size) from Φ of normal draws (replayable).
+at::Tensor uniform_indices(const Noise& noise, int64_t step, int64_t batch, int64_t size) {
+  const auto z = noise.normal(kReferenceStream, step, {batch}, torch::kFloat64);
+  const auto u = 0.5 * torch::erfc(-z / std::sqrt(2.0));
+  return (u * double(size)).floor().to(torch::kLong).clamp(0, size - 1);
+}
+
+}  // namespace
+
+MixtureReference::MixtureReference(std::shared_ptr<const GaussianMixture> mixture, at::Tensor theta,
+                                   int64_t batch, uint64_t seed)
+    : mixture_(std::move(mixture)), theta_(std::move(theta)), batch_(batch), noise_(seed) {
+  check(batch_ >= 1, "reference batch must be >= 1, got ", batch_);
+}
+
+at::Tensor MixtureReference::draw(int64_t step) const {
+  return mixture_->sample(batch_, theta_, noise_, kReferenceStream, step);
+}
+
+std::string MixtureReference::describe() const {
+  return mixture_->describe() + ", " + std::to_string(batch_) + " exact samples per step";
+}
+
+FileReference::FileReference(at::Tensor samples, std::string name, int64_t batch, uint64_t seed)
+    : samples_(std::move(samples)), name_(std::move(name)), batch_(batch), noise_(seed) {
+  check(samples_.dim() == 2 && samples_.size(0) >= 1, "reference samples '", name_,
+        "' must be [N, d] with N >= 1, got ", samples_.sizes());
+  check(batch_ >= 0, "reference batch must be >= 0, got ", batch_);
+}
+
+at::Tensor FileReference::draw(int64_t step) const {
+  if (batch_ == 0) return samples_;
+  const auto index = uniform_indices(noise_, step, batch_, samples_.size(0));
+  return samples_.index_select(0, index.to(samples_.device()));
+}
+
+std::string FileReference::describe() const {
+  return "'" + name_ + "' (" + std::to_string(samples_.size(0)) + " samples, " +
+         (batch_ == 0 ? std::string("all") : std::to_string(batch_)) + " per step)";
+}
+
+at::Tensor read_samples(const std::string& file, int64_t dim, const c10::TensorOptions& options) {
+  const auto samples = ends_with(file, ".pt") ? read_pickled(file) : read_csv(file, dim);
+  check(samples.dim() == 2 && samples.size(1) == dim, "reference samples '", file, "' must be [N, ",
+        dim, "], got ", samples.sizes());
+  check(samples.size(0) >= 1, "reference samples '", file, "' hold no sample");
+  check(torch::isfinite(samples).all().item<bool>(), "reference samples '", file,
+        "' contain NaN or infinity");
+  return samples.to(options);
+}
+
+}  // namespace idtune

@@ -1,0 +1,168 @@
+#include "idtune/core/device.h"
+#include "idtune/run/tune_run.h"
+
+#include "idtune/core/error.h"
+#include "idtune/eval/image_grid.h"
+#include "idtune/core/interrupt.h"
+#include "idtune/core/json_reader.h"
+#include "idtune/diffusion/sampling.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace idtune {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// The configuration with the keys that may change between a run and its resumption removed.
+nlohmann::json resumable_part(nlohmann::json config) {
+  config.erase("iterations");
+  config.erase("output");
+  return config;
+}
+
+/// Keeps the metrics lines of iterations before `iteration` (a crash may have logged
+/// iterations after the last checkpoint); returns the last kept line's wall time.
+double truncate_metrics(const std::string& file, int64_t iteration) {
+  std::ifstream in(file);
+  std::string line, kept;
+  double wall_time = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || j.value("step", iteration) >= iteration) break;
+    kept += line + "\n";
+    wall_time = j.value("wall_time_s", 0.0);
+  }
+  in.close();
+  std::ofstream(file, std::ios::trunc) << kept;
+  return wall_time;
+}
+
+}  // namespace
+
+TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), resume_(resume) {
+  const ScoreModelOptions model_options{parse_device(config_.device), parse_dtype(config_.dtype)};
+  auto model = ScoreModel::load(config_.model, model_options);
+  reward_ = std::make_unique<Reward>(
+      Reward::parse(config_.reward, model.card(), model_options.device, model_options.dtype));
+  trainer_ = std::make_unique<Trainer>(config_.trainer, std::move(model), reward_->function());
+  const bool has_checkpoint = fs::exists(path("checkpoint.pt"));
+  if (resume_) {
+    check(has_checkpoint, "--resume: '", path("checkpoint.pt"), "' does not exist");
+    const auto saved = read_json_file(path("config.json"));
+    check(resumable_part(saved) == resumable_part(to_json(config_)), "--resume: the configuration ",
+          "differs from the one in '", path("config.json"),
+          "' (only iterations and output may change)");
+  } else {
+    check(!has_checkpoint, "'", config_.output.run_dir,
+          "' already holds a run (checkpoint.pt): pass --resume to continue it, or choose another "
+          "output.run_dir");
+  }
+}
+
+TuneRun::~TuneRun() = default;
+
+std::string TuneRun::path(const std::string& name) const {
+  return (fs::path(config_.output.run_dir) / name).string();
+}
+
+void TuneRun::prepare_run_directory() {
+  fs::create_directories(path("samples"));
+  write_json_file(path("config.json"), to_json(config_));
+  if (resume_) {
+    trainer_->load_checkpoint(path("checkpoint.pt"));
+    wall_time_offset_ = truncate_metrics(path("metrics.jsonl"), trainer_->iteration());
+    spdlog::info("resumed '{}' at iteration {}", config_.output.run_dir, trainer_->iteration());
+  } else {
+    std::ofstream(path("metrics.jsonl"), std::ios::trunc);
+    write_grid(trainer_->model(), "before.png");
+  }
+}
+
+bool TuneRun::run() {
+  prepare_run_directory();
+  const auto& out = config_.output;
+  const auto every = [](int64_t n, int64_t i) { return n > 0 && i % n == 0; };
+  const auto start = std::chrono::steady_clock::now();
+  spdlog::info("tuning '{}' with reward '{}': {} iterations, run directory '{}'", config_.model,
+               reward_->name(), config_.iterations, out.run_dir);
+  while (trainer_->iteration() < config_.iterations) {
+    if (interrupt_requested()) {
+      save_checkpoint();
+      spdlog::warn("interrupted at iteration {}: checkpoint written; continue with --resume",
+                   trainer_->iteration());
+      return false;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto report = trainer_->step();
+    const auto t1 = std::chrono::steady_clock::now();
+    wall_time_ = wall_time_offset_ + std::chrono::duration<double>(t1 - start).count();
+    log_iteration(report, std::chrono::duration<double>(t1 - t0).count());
+    const int64_t done = trainer_->iteration();
+    if (every(out.image_every, done))
+      write_grid(trainer_->export_model(),
+                 "step_" + std::to_string(1000000 + done).substr(1) + ".png");
+    if (every(out.checkpoint_every, done) || done == config_.iterations) save_checkpoint();
+  }
+  export_tuned_model();
+  return true;
+}
+
+void TuneRun::log_iteration(const IterationReport& r, double seconds) {
+  const nlohmann::json line = {{"step", r.iteration},
+                               {"updated", r.updated},
+                               {"reward_mean", r.reward_mean},
+                               {"reward_std", r.reward_std},
+                               {"kl", r.kl},
+                               {"loss", r.loss},
+                               {"grad_norm", r.grad_norm},
+                               {"lr", r.lr},
+                               {"sample_steps_per_s", r.sample_steps / seconds},
+                               {"wall_time_s", wall_time_}};
+  std::ofstream(path("metrics.jsonl"), std::ios::app) << line.dump() << "\n";
+  const int64_t n = config_.output.log_every, done = r.iteration + 1;
+  if (n <= 0 || (done % n != 0 && done != config_.iterations)) return;
+  const double eta = wall_time_ / done * (config_.iterations - done);
+  spdlog::info(
+      "[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {:.4f}  loss {:+.4f}  |g| {:.3g}  "
+      "{:.0f} sample-steps/s  eta {:.0f}s",
+      done, config_.iterations, r.reward_mean, r.reward_std, r.kl, r.loss, r.grad_norm,
+      r.sample_steps / seconds, eta);
+}
+
+void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const {
+  const Noise noise(config_.output.grid_seed);  // the same images every time
+  const auto y0 = initial_state(model, config_.output.grid_samples, noise, 0);
+  const auto images = sample_path(trainer_->sampler(), model, y0, noise, 0).final_state();
+  write_image_grid(images, model.card().data_range, path("samples/" + name));
+}
+
+void TuneRun::save_checkpoint() const { trainer_->save_checkpoint(path("checkpoint.pt")); }
+
+void TuneRun::export_tuned_model() const {
+  const auto tuned = trainer_->export_model();
+  ModelCard card = tuned.card();
+  const auto& t = config_.trainer;
+  card.provenance = {{"base_model", config_.model},
+                     {"base_provenance", tuned.card().provenance},
+                     {"tuned_by", "idtune tune"},
+                     {"reward", reward_->name()},
+                     {"lambda", t.lambda},
+                     {"beta", t.beta},
+                     {"iterations", trainer_->iteration()},
+                     {"updates", trainer_->updates()},
+                     {"method", name_of(t.method, method_names())},
+                     {"sampler", to_json(t.sampler)}};
+  tuned.save(path("tuned.pt"), card);
+  write_grid(tuned, "after.png");
+  spdlog::info("wrote '{}' (+ card) and samples/after.png", path("tuned.pt"));
+}
+
+}  // namespace idtune

@@ -1,0 +1,73 @@
+#include "idtune/training/sample_queue.h"
+
+#include "idtune/core/error.h"
+
+#include <torch/torch.h>
+
+namespace idtune {
+
+SampleQueue::SampleQueue(const Sampler& sampler, const Noise& noise, SampleQueueOptions options)
+    : sampler_(sampler), noise_(noise), options_(options) {
+  const int64_t K = sampler.num_steps();
+  check(options.slots >= 1 && options.slots <= K && K % options.slots == 0,
+        "queue_slots = ", options.slots, " must divide the number of sampling steps K = ", K,
+        " (1 = nested loop, K = fully single loop)");
+  check(options.batch >= 1, "batch = ", options.batch, " must be >= 1");
+  steps_per_advance_ = K / options.slots;
+}
+
+void SampleQueue::push_fresh(const ScoreModel& model) {
+  QueueSlot slot;
+  slot.stream = next_stream_++;
+  slot.path = SamplePath::allocate(sampler_.num_steps(),
+                                   initial_state(model, options_.batch, noise_, slot.stream));
+  slots_.push_back(std::move(slot));
+}
+
+void SampleQueue::warm_start(const ScoreModel& model, int64_t theta_version) {
+  check(slots_.empty(), "warm start needs an empty queue");
+  for (int64_t m = 0; m + 1 < options_.slots; ++m) {
+    push_fresh(model);
+    advance(model, theta_version);
+  }
+  push_fresh(model);
+}
+
+void SampleQueue::advance(const ScoreModel& model, int64_t theta_version) {
+  for (int64_t j = 0; j < steps_per_advance_; ++j) advance_one_step(model, theta_version);
+}
+
+void SampleQueue::advance_one_step(const ScoreModel& model, int64_t theta_version) {
+  if (slots_.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> y, k, xi;
+  for (const auto& slot : slots_) {
+    const int64_t step = slot.steps_done();
+    y.push_back(slot.path.final_state());
+    k.push_back(sampler_.indices(options_.batch, step));
+    if (sampler_.needs_noise())
+      xi.push_back(step_noise(model, noise_, slot.stream, step, options_.batch));
+  }
+  // The whole queue in one model call: M·B samples, each at its own step.
+  const auto next = sampler_.advance(model, torch::cat(y), torch::cat(k),
+                                     xi.empty() ? at::Tensor() : torch::cat(xi));
+  const auto per_slot = next.split(options_.batch);
+  for (size_t m = 0; m < slots_.size(); ++m) {
+    slots_[m].path.record(per_slot[m]);
+    slots_[m].theta_versions.push_back(theta_version);
+  }
+}
+
+std::optional<QueueSlot> SampleQueue::pop_completed() {
+  if (slots_.empty() || slots_.front().steps_done() < sampler_.num_steps()) return std::nullopt;
+  QueueSlot done = std::move(slots_.front());
+  slots_.pop_front();
+  return done;
+}
+
+void SampleQueue::restore(std::deque<QueueSlot> slots, uint64_t next_stream) {
+  slots_ = std::move(slots);
+  next_stream_ = next_stream;
+}
+
+}  // namespace idtune

@@ -1,0 +1,183 @@
+#include "idtune/training/trainer.h"
+
+#include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/core/error.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <regex>
+
+namespace idtune {
+
+const NameTable<Method>& method_names() {
+  static const NameTable<Method> table = {{"implicit", Method::Implicit},
+                                          {"nested", Method::Nested},
+                                          {"draft", Method::Draft},
+                                          {"draft-k", Method::DraftK}};
+  return table;
+}
+
+const NameTable<GradientEstimator>& gradient_estimator_names() {
+  static const NameTable<GradientEstimator> table = {
+      {"adjoint", GradientEstimator::Adjoint}, {"double-queue", GradientEstimator::DoubleQueue}};
+  return table;
+}
+
+void select_trainable(const ScoreModel& model, const std::vector<std::string>& patterns) {
+  std::vector<std::regex> regexes;
+  for (const auto& p : patterns) {
+    try {
+      regexes.emplace_back(p);
+    } catch (const std::regex_error& e) {
+      throw Error("optimiser.tune: '" + p + "' is not a valid regular expression (" + e.what() +
+                  ")");
+    }
+  }
+  std::vector<bool> used(patterns.size(), false);
+  std::string names;
+  for (auto& [name, p] : model.named_parameters()) {
+    names += (names.empty() ? "" : ", ") + name;
+    bool tune = patterns.empty();
+    for (size_t i = 0; i < regexes.size(); ++i)
+      if (std::regex_search(name, regexes[i])) tune = used[i] = true;
+    p.requires_grad_(tune);
+  }
+  for (size_t i = 0; i < patterns.size(); ++i)
+    check(used[i], "optimiser.tune: pattern '", patterns[i], "' matches no parameter of '",
+          model.name(), "' (parameters: ", names, ")");
+}
+
+namespace {
+
+bool is_backprop(Method m) { return m == Method::Draft || m == Method::DraftK; }
+
+SampleQueueOptions queue_options(const TrainerOptions& o) {
+  return {o.method == Method::Implicit ? o.queue_slots : 1, o.batch};
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
+    : options_(std::move(options)),
+      model_(std::move(model)),
+      reference_(model_.frozen_copy()),
+      reward_(std::move(reward)),
+      sampler_(options_.sampler, model_),
+      noise_(options_.seed),
+      solver_(sampler_, {options_.lambda, options_.beta}),
+      queue_(sampler_, noise_, queue_options(options_)),
+      adjoint_queue_(solver_, sampler_, queue_.steps_per_advance()) {
+  const auto& o = options_.optimiser;
+  check(o.lr > 0, "optimiser.lr = ", o.lr, " must be > 0");
+  check(o.ema_decay >= 0 && o.ema_decay < 1, "optimiser.ema_decay = ", o.ema_decay,
+        " must be in [0, 1)");
+  check(options_.method != Method::DraftK || options_.backprop_steps >= 1,
+        "backprop_steps must be >= 1 for draft-k");
+  select_trainable(model_, o.tune);
+  params_ = model_.trainable_parameters();
+  optimiser_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(o.lr)
+                                                                 .betas({o.betas[0], o.betas[1]})
+                                                                 .eps(o.eps)
+                                                                 .weight_decay(o.weight_decay));
+  if (o.ema_decay > 0)
+    for (const auto& p : params_) ema_.push_back(p.detach().clone());
+}
+
+void Trainer::fill_queue() {
+  queue_filled_ = true;
+  if (is_backprop(options_.method)) return;
+  if (options_.warm_start)
+    queue_.warm_start(model_, /*theta_version=*/0);  // Algorithm 3
+  else
+    queue_.push_fresh(model_);  // Algorithm 7: the queue fills during the first M iterations
+}
+
+Trainer::~Trainer() = default;
+
+IterationReport Trainer::step() {
+  if (!queue_filled_) fill_queue();  // lazily: a checkpoint may bring its own queue
+  std::optional<AdjointGradient> gradient;
+  IterationReport report;
+  report.iteration = iteration_++;
+  if (is_backprop(options_.method)) {
+    gradient = backprop_gradient();
+    report.sample_steps = sampler_.num_steps() * options_.batch;
+  } else {
+    report.sample_steps =
+        queue_.steps_per_advance() * options_.batch * static_cast<int64_t>(queue_.slots().size());
+    // 1. Sampling: every slot advances K/M steps with θ_k, one batched model call per step.
+    queue_.advance(model_, updates_);
+    // 2. Optimisation: the completed slot yields the gradient...
+    gradient = implicit_gradient(report);
+    // 3. ...and a fresh N(0, I) batch enters at stage 0.
+    queue_.push_fresh(model_);
+  }
+  if (!gradient) return report;
+  // θ_{k+1} = Adam(θ_k, ∇ℓ) with ℓ = −E[J] = −λE[R] + β KL.
+  report.updated = true;
+  report.grad_norm = apply(std::move(gradient->grad));
+  report.reward_mean = gradient->reward.mean().item<double>();
+  report.reward_std = gradient->reward.std().item<double>();
+  report.kl = gradient->kl.mean().item<double>();
+  report.loss = -options_.lambda * report.reward_mean + options_.beta * report.kl;
+  report.lr = options_.optimiser.lr;
+  return report;
+}
+
+std::optional<AdjointGradient> Trainer::implicit_gradient(IterationReport& report) {
+  auto completed = queue_.pop_completed();
+  const ScoreModel* reference = options_.beta > 0 ? &reference_ : nullptr;
+  if (options_.gradient == GradientEstimator::Adjoint) {  // full adjoint now
+    if (!completed) return std::nullopt;
+    report.theta_versions = completed->theta_versions;
+    return solver_.gradient(model_, reference, params_, completed->path, reward_);
+  }
+  // Algorithm 5: the adjoints walk back K/M steps per iteration with the current θ.
+  if (completed) adjoint_queue_.push(std::move(*completed), reward_);
+  adjoint_queue_.walk_back(model_, reference, params_);
+  return adjoint_queue_.pop_finished();
+}
+
+AdjointGradient Trainer::backprop_gradient() {
+  const uint64_t stream = next_draft_stream_++;
+  const auto y0 = initial_state(model_, options_.batch, noise_, stream);
+  const int64_t steps = options_.method == Method::Draft ? -1 : options_.backprop_steps;
+  auto unrolled =
+      unrolled_objective(sampler_, model_, options_.beta > 0 ? &reference_ : nullptr, y0, noise_,
+                         stream, reward_, options_.lambda, options_.beta, steps);
+  auto grads = torch::autograd::grad({unrolled.objective.mean()}, params_, {}, false, false,
+                                     /*allow_unused=*/true);
+  for (size_t i = 0; i < grads.size(); ++i)
+    if (!grads[i].defined()) grads[i] = torch::zeros_like(params_[i]);
+  return {grads, unrolled.reward, unrolled.kl};
+}
+
+double Trainer::apply(std::vector<at::Tensor> ascent) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = -ascent[i];
+  const double clip = options_.optimiser.clip_grad_norm;
+  const double norm = torch::nn::utils::clip_grad_norm_(params_, clip > 0 ? clip : INFINITY);
+  optimiser_->step();
+  ++updates_;
+  update_ema();
+  return norm;
+}
+
+void Trainer::update_ema() {
+  const double decay = options_.optimiser.ema_decay;
+  if (decay == 0) return;
+  for (size_t i = 0; i < params_.size(); ++i)
+    ema_[i].mul_(decay).add_(params_[i].detach(), 1 - decay);
+}
+
+ScoreModel Trainer::export_model() const {
+  if (options_.optimiser.ema_decay == 0) return model_;
+  auto copy = model_.clone();
+  torch::NoGradGuard no_grad;
+  auto target = copy.trainable_parameters();
+  for (size_t i = 0; i < target.size(); ++i) target[i].copy_(ema_[i]);
+  return copy;
+}
+
+}  // namespace idtune

@@ -1,0 +1,144 @@
+// Trainer checkpoints: everything a run needs to continue bit-identically (θ, its EMA, Adam's
+// moments, both queues with their paths and noise streams, the counters), written atomically.
+
+#include "idtune/core/error.h"
+#include "idtune/training/trainer.h"
+
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+
+namespace idtune {
+
+namespace {
+
+using torch::serialize::InputArchive;
+using torch::serialize::OutputArchive;
+
+void write_int(OutputArchive& archive, const std::string& key, int64_t value) {
+  archive.write(key, c10::IValue(value));
+}
+
+int64_t read_int(InputArchive& archive, const std::string& key) {
+  c10::IValue value;
+  archive.read(key, value);
+  return value.toInt();
+}
+
+void write_tensors(OutputArchive& archive, const std::string& key,
+                   const std::vector<at::Tensor>& tensors) {
+  write_int(archive, key + "/count", static_cast<int64_t>(tensors.size()));
+  for (size_t i = 0; i < tensors.size(); ++i)
+    archive.write(key + "/" + std::to_string(i), tensors[i].detach());
+}
+
+std::vector<at::Tensor> read_tensors(InputArchive& archive, const std::string& key) {
+  std::vector<at::Tensor> tensors(read_int(archive, key + "/count"));
+  for (size_t i = 0; i < tensors.size(); ++i)
+    archive.read(key + "/" + std::to_string(i), tensors[i]);
+  return tensors;
+}
+
+void write_slot(OutputArchive& archive, const std::string& key, const QueueSlot& slot) {
+  write_int(archive, key + "/stream", static_cast<int64_t>(slot.stream));
+  // Y_0 … Y_j, the recorded part of the path's buffer.
+  archive.write(key + "/states", slot.path.storage.narrow(0, 0, slot.steps_done() + 1));
+  archive.write(key + "/versions", torch::tensor(slot.theta_versions, torch::kLong));
+}
+
+QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps) {
+  QueueSlot slot;
+  slot.stream = static_cast<uint64_t>(read_int(archive, key + "/stream"));
+  at::Tensor states;
+  archive.read(key + "/states", states);
+  slot.path = SamplePath::allocate(steps, states[0]);
+  for (int64_t j = 1; j < states.size(0); ++j) slot.path.record(states[j]);
+  at::Tensor versions;
+  archive.read(key + "/versions", versions);
+  slot.theta_versions.assign(versions.data_ptr<int64_t>(),
+                             versions.data_ptr<int64_t>() + versions.numel());
+  return slot;
+}
+
+void write_adjoint_slot(OutputArchive& archive, const std::string& key, const AdjointSlot& slot) {
+  write_slot(archive, key + "/sample", slot.sample);
+  write_int(archive, key + "/next_step", slot.next_step);
+  archive.write(key + "/a", slot.state.a);
+  write_tensors(archive, key + "/grad", slot.state.gradient.grad);
+  archive.write(key + "/reward", slot.state.gradient.reward);
+  archive.write(key + "/kl", slot.state.gradient.kl);
+}
+
+AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int64_t steps) {
+  AdjointSlot slot;
+  slot.sample = read_slot(archive, key + "/sample", steps);
+  slot.next_step = read_int(archive, key + "/next_step");
+  archive.read(key + "/a", slot.state.a);
+  slot.state.gradient.grad = read_tensors(archive, key + "/grad");
+  archive.read(key + "/reward", slot.state.gradient.reward);
+  archive.read(key + "/kl", slot.state.gradient.kl);
+  return slot;
+}
+
+}  // namespace
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  OutputArchive archive;
+  write_int(archive, "iteration", iteration_);
+  write_int(archive, "updates", updates_);
+  write_int(archive, "next_draft_stream", static_cast<int64_t>(next_draft_stream_));
+  write_tensors(archive, "theta", params_);
+  write_tensors(archive, "ema", ema_);
+  OutputArchive optimiser;
+  optimiser_->save(optimiser);
+  archive.write("optimiser", optimiser);
+  write_int(archive, "queue/next_stream", static_cast<int64_t>(queue_.next_stream()));
+  write_int(archive, "queue/count", static_cast<int64_t>(queue_.slots().size()));
+  for (size_t m = 0; m < queue_.slots().size(); ++m)
+    write_slot(archive, "queue/" + std::to_string(m), queue_.slots()[m]);
+  write_int(archive, "adjoint_queue/count", static_cast<int64_t>(adjoint_queue_.slots().size()));
+  for (size_t m = 0; m < adjoint_queue_.slots().size(); ++m)
+    write_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), adjoint_queue_.slots()[m]);
+
+  const std::string tmp = path + ".tmp";
+  archive.save_to(tmp);  // a crash mid-write leaves the previous checkpoint intact
+  std::filesystem::rename(tmp, path);
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  check(std::filesystem::is_regular_file(path), "checkpoint '", path, "' does not exist");
+  InputArchive archive;
+  try {
+    archive.load_from(path, model_.device());
+  } catch (const std::exception& e) {
+    throw Error("cannot read checkpoint '" + path + "': " + std::string(e.what()).substr(0, 200));
+  }
+  iteration_ = read_int(archive, "iteration");
+  updates_ = read_int(archive, "updates");
+  next_draft_stream_ = static_cast<uint64_t>(read_int(archive, "next_draft_stream"));
+  const auto theta = read_tensors(archive, "theta");
+  check(theta.size() == params_.size(), "checkpoint '", path, "' holds ", theta.size(),
+        " tuned tensors, this run tunes ", params_.size(), " (different model or 'tune' patterns)");
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < params_.size(); ++i) params_[i].copy_(theta[i]);
+  }
+  ema_ = read_tensors(archive, "ema");
+  InputArchive optimiser;
+  archive.read("optimiser", optimiser);
+  optimiser_->load(optimiser);
+  std::deque<QueueSlot> slots;
+  for (int64_t m = 0, n = read_int(archive, "queue/count"); m < n; ++m)
+    slots.push_back(read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps()));
+  queue_.restore(std::move(slots), static_cast<uint64_t>(read_int(archive, "queue/next_stream")));
+  std::deque<AdjointSlot> adjoint_slots;
+  for (int64_t m = 0, n = read_int(archive, "adjoint_queue/count"); m < n; ++m)
+    adjoint_slots.push_back(
+        read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), sampler_.num_steps()));
+  adjoint_queue_.restore(std::move(adjoint_slots));
+  queue_filled_ = true;
+}
+
+}  // namespace idtune

@@ -1,0 +1,143 @@
+#include "idtune/training/tune_config.h"
+
+#include "idtune/core/error.h"
+#include "idtune/core/device.h"
+#include "idtune/core/json_reader.h"
+
+#include <torch/torch.h>
+
+namespace idtune {
+
+namespace {
+
+void parse_algorithm(JsonReader reader, TrainerOptions& o) {
+  reader.read_enum("method", o.method, method_names());
+  reader.read_in_range("queue_slots", o.queue_slots, 1, 100000);
+  reader.read("warm_start", o.warm_start);
+  reader.read_enum("gradient", o.gradient, gradient_estimator_names());
+  reader.read_in_range("backprop_steps", o.backprop_steps, 1, 100000);
+  reader.finish();
+}
+
+void parse_objective(JsonReader reader, TrainerOptions& o) {
+  reader.read_in_range("lambda", o.lambda, 0.0, 1e6);
+  reader.read_in_range("beta", o.beta, 0.0, 1e6);
+  reader.finish();
+  check(o.lambda > 0 || o.beta > 0, reader.path_of("lambda"),
+        ": lambda and beta are both 0, so there is nothing to optimise");
+}
+
+void parse_optimiser(JsonReader reader, OptimiserOptions& o) {
+  reader.read_in_range("lr", o.lr, 0.0, 10.0, /*open_low=*/true);
+  reader.read("betas", o.betas);
+  for (double b : o.betas)
+    check(b >= 0 && b < 1, reader.path_of("betas"), ": each must be in [0, 1), got ", b);
+  reader.read_in_range("eps", o.eps, 0.0, 1.0, true);
+  reader.read_in_range("weight_decay", o.weight_decay, 0.0, 1.0);
+  reader.read_in_range("clip_grad_norm", o.clip_grad_norm, 0.0, 1e9);
+  reader.read_in_range("ema_decay", o.ema_decay, 0.0, 0.999999);
+  reader.read("tune", o.tune);
+  reader.finish();
+}
+
+void parse_output(JsonReader reader, OutputOptions& o) {
+  reader.read("run_dir", o.run_dir);
+  check(!o.run_dir.empty(), reader.path_of("run_dir"), ": must not be empty");
+  reader.read_in_range("log_every", o.log_every, 0, 1000000000);
+  reader.read_in_range("image_every", o.image_every, 0, 1000000000);
+  reader.read_in_range("checkpoint_every", o.checkpoint_every, 0, 1000000000);
+  reader.read_in_range("grid_samples", o.grid_samples, 1, 1024);
+  reader.read("grid_seed", o.grid_seed);
+  reader.finish();
+}
+
+}  // namespace
+
+TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& source) {
+  TuneConfig c;
+  JsonReader reader(json, source + ": ");
+  reader.require("model", c.model);
+  read_dtype(reader, c.dtype);
+  reader.read("device", c.device);
+  reader.read("reward", c.reward);
+  reader.read_in_range("iterations", c.iterations, 1, 1000000000);
+  reader.read_in_range("batch", c.trainer.batch, 1, 1000000);
+  reader.read("seed", c.trainer.seed);
+  if (reader.has("sampler")) {
+    auto sampler = reader.object("sampler");
+    c.trainer.sampler = parse_sampler_options(sampler);
+  }
+  if (reader.has("objective")) parse_objective(reader.object("objective"), c.trainer);
+  if (reader.has("algorithm")) parse_algorithm(reader.object("algorithm"), c.trainer);
+  if (reader.has("optimiser")) parse_optimiser(reader.object("optimiser"), c.trainer.optimiser);
+  if (reader.has("output")) parse_output(reader.object("output"), c.output);
+  reader.finish();
+  const auto& t = c.trainer;
+  check(t.method != Method::Implicit || t.sampler.steps % t.queue_slots == 0, source,
+        ": /algorithm/queue_slots = ", t.queue_slots,
+        " must divide /sampler/steps = ", t.sampler.steps);
+  return c;
+}
+
+nlohmann::json to_json(const TuneConfig& c) {
+  const auto& t = c.trainer;
+  const auto& o = t.optimiser;
+  const auto& out = c.output;
+  return {{"model", c.model},
+          {"device", c.device},
+          {"dtype", c.dtype},
+          {"reward", c.reward},
+          {"iterations", c.iterations},
+          {"batch", t.batch},
+          {"seed", t.seed},
+          {"sampler", to_json(t.sampler)},
+          {"objective", {{"lambda", t.lambda}, {"beta", t.beta}}},
+          {"algorithm",
+           {{"method", name_of(t.method, method_names())},
+            {"queue_slots", t.queue_slots},
+            {"warm_start", t.warm_start},
+            {"gradient", name_of(t.gradient, gradient_estimator_names())},
+            {"backprop_steps", t.backprop_steps}}},
+          {"optimiser",
+           {{"lr", o.lr},
+            {"betas", o.betas},
+            {"eps", o.eps},
+            {"weight_decay", o.weight_decay},
+            {"clip_grad_norm", o.clip_grad_norm},
+            {"ema_decay", o.ema_decay},
+            {"tune", o.tune}}},
+          {"output",
+           {{"run_dir", out.run_dir},
+            {"log_every", out.log_every},
+            {"image_every", out.image_every},
+            {"checkpoint_every", out.checkpoint_every},
+            {"grid_samples", out.grid_samples},
+            {"grid_seed", out.grid_seed}}}};
+}
+
+void apply_override(nlohmann::json& config, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  check(eq != std::string::npos && eq > 0, "--set '", assignment,
+        "': expected key=value, e.g. --set sampler.steps=64");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  nlohmann::json* node = &config;
+  std::string pointer;
+  for (size_t start = 0;;) {
+    const auto dot = key.find('.', start);
+    const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
+    check(!part.empty(), "--set '", assignment, "': empty key component");
+    pointer += "/" + part;
+    if (dot == std::string::npos) {
+      (*node)[part] = value;
+      return;
+    }
+    if (!node->contains(part)) (*node)[part] = nlohmann::json::object();
+    node = &(*node)[part];
+    check(node->is_object(), "--set '", assignment, "': ", pointer, " is not an object");
+    start = dot + 1;
+  }
+}
+
+}  // namespace idtune
