@@ -40,7 +40,6 @@
 
 namespace {
 
-using idtune::AdjointOptions;
 using idtune::AdjointSolver;
 using idtune::Noise;
 using idtune::Sampler;
@@ -169,8 +168,8 @@ int run_timing(const Config& c) {
   const auto reference = model.frozen_copy();
   const auto params = model.trainable_parameters();
   const Sampler sampler({idtune::SamplerKind::SdeEuler, c.steps}, model);
-  const AdjointSolver plain(sampler, AdjointOptions{1.0, 0.0});
-  const AdjointSolver with_kl(sampler, AdjointOptions{1.0, c.beta});
+  const AdjointSolver plain(sampler, {1.0, 0.0});
+  const AdjointSolver with_kl(sampler, {1.0, c.beta});
   const Noise noise(1);
   const int64_t step = c.steps / 2;  // the step's time does not change its cost
   const auto k = sampler.indices(c.batch, step);
@@ -195,12 +194,12 @@ int run_timing(const Config& c) {
       {"tuned step, beta = 0",
        [&] {
          sample_step();
-         plain.step(model, nullptr, params, y, a, k);
+         plain.step({model, params}, y, a, k);
        }},
       {"tuned step, beta > 0",
        [&] {
          sample_step();
-         with_kl.step(model, &reference, params, y, a, k);
+         with_kl.step({model, params, &reference}, y, a, k);
        }},
   };
   time_interleaved(q, c.warmup, c.reps);
@@ -260,12 +259,13 @@ std::vector<at::Tensor> gradient(const Config& c, const Sampler& sampler, const 
   if (c.method == "adjoint") {
     const auto path = idtune::sample_path(sampler, model, y0, noise, 0);  // stores Y_0 … Y_K
     return AdjointSolver(sampler, {1.0, beta})
-        .gradient(model, reference, params, path, reward)
+        .gradient({model, params, reference}, path, reward)
         .grad;
   }
   // Autograd keeps every step's activations until the backward pass.
   const auto unrolled =
-      idtune::unrolled_objective(sampler, model, reference, y0, noise, 0, reward, 1.0, beta);
+      idtune::unrolled_objective(sampler, {model, params, reference}, y0, {noise, 0}, reward,
+                                 {{1.0, beta}});
   return torch::autograd::grad({unrolled.objective.mean()}, params);
 }
 
@@ -283,8 +283,8 @@ int run_memory(const Config& c) {
     const auto k = sampler.indices(c.batch, 0);
     torch::NoGradGuard no_grad;
     const auto y1 = sampler.advance(model, y0, k, idtune::step_noise(model, noise, 0, 0, c.batch));
-    AdjointSolver(sampler, {1.0, with_kl ? c.beta : 0.0})
-        .step(model, &reference, model.trainable_parameters(), y0, y1, k);
+    const auto params = model.trainable_parameters();
+    AdjointSolver(sampler, {1.0, with_kl ? c.beta : 0.0}).step({model, params, &reference}, y0, y1, k);
   }
   const double rss_before = current_rss_mib(), peak_before = peak_rss_mib();
   const auto start = std::chrono::steady_clock::now();

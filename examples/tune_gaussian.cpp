@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 
 int main(int argc, char** argv) try {
   idtune::configure_runtime();  // threads (IDTUNE_NUM_THREADS), allocator
@@ -22,8 +23,7 @@ int main(int argc, char** argv) try {
   options.sampler.steps = 40;         // K
   options.queue_slots = 4;            // M
   options.batch = 256;                // B, samples per slot
-  options.lambda = 1.0;               // reward weight λ
-  options.beta = 0.0;                 // KL weight β: reward only
+  options.objective = {1.0, 0.0};     // λ, β: F = −λ E[R] + β KL, reward only
   options.optimiser.lr = 0.05;
   options.optimiser.tune = {"^theta$"};  // parameter names to tune (regular expressions)
   const auto reward = [target](const at::Tensor& x) {
@@ -33,7 +33,9 @@ int main(int argc, char** argv) try {
   idtune::Trainer trainer(options, idtune::make_ou_gaussian_model({}), reward);
 
   const auto theta = [&] {
-    return trainer.model().module().attr("theta").toTensor().item<double>();
+    for (const auto& [name, value] : trainer.model().named_parameters())
+      if (name == "theta") return value.item<double>();
+    throw std::logic_error("the model has no parameter theta");
   };
   for (int64_t it = 0; it < iterations; ++it) {
     const idtune::IterationReport r = trainer.step();

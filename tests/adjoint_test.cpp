@@ -77,10 +77,11 @@ TEST_P(AdjointMatchesAutograd, GradientAndKl) {
 
   auto path = sample_path(sampler, model, y0, noise, kStream);
   auto adjoint =
-      AdjointSolver(sampler, {lambda, c.beta}).gradient(model, &reference, params, path, reward);
+      AdjointSolver(sampler, {lambda, c.beta}).gradient({model, params, &reference}, path, reward);
 
   auto unrolled =
-      unrolled_objective(sampler, model, &reference, y0, noise, kStream, reward, lambda, c.beta);
+      unrolled_objective(sampler, {model, params, &reference}, y0, {noise, kStream}, reward,
+                         {{lambda, c.beta}});
   auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
 
   const double error = testing::relative_error(adjoint.grad, autograd);
@@ -121,11 +122,11 @@ TEST(TruncatedBackprop, LastStepOnlyEqualsOneAdjointStep) {
   auto path = sample_path(sampler, model, y0, noise, kStream);
   AdjointSolver solver(sampler, {1.0, 0.0});
   auto terminal = evaluate_terminal_reward(reward, path.final_state(), 1.0);
-  auto last = solver.step(model, nullptr, params, path.states[kSteps - 1], terminal.cotangent,
+  auto last = solver.step({model, params}, path.states[kSteps - 1], terminal.cotangent,
                           sampler.indices(kBatch, kSteps - 1));
   for (auto& g : last.grad) g.div_(kBatch);
   auto unrolled =
-      unrolled_objective(sampler, model, nullptr, y0, noise, kStream, reward, 1.0, 0.0, 1);
+      unrolled_objective(sampler, {model, params}, y0, {noise, kStream}, reward, {{1.0, 0.0}, 1});
   auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
   EXPECT_LT(testing::relative_error(last.grad, autograd), kAdjointTolerance);
 }
@@ -143,8 +144,8 @@ TEST(ReverseOdeAdjoint, ApproachesExactAdjointAsStepsGrow) {
       Sampler sampler({kind, K, 1e-2}, model);
       AdjointSolver solver(sampler, {1.0, 0.0});
       auto path = sample_path(sampler, model, y0, noise, 0);
-      auto exact = solver.gradient(model, nullptr, params, path, reward);
-      auto approx = solver.gradient_reverse_ode(model, params, path.final_state(), reward);
+      auto exact = solver.gradient({model, params}, path, reward);
+      auto approx = solver.gradient_reverse_ode({model, params}, path.final_state(), reward);
       errors.push_back(testing::relative_error(approx.grad, exact.grad));
     }
     EXPECT_LT(errors[1], errors[0] / 5) << name_of(kind, sampler_names());

@@ -182,22 +182,22 @@ TEST_F(CliTest, UnknownKeysAreNamedByTheirJsonPath) {
 TEST_F(CliTest, OutOfRangeAndInvalidValues) {
   expect_refused([](Json& c) { c["sampler"]["kind"] = "euler"; },
                  {"/sampler/kind", "sde-euler, ode-euler, ddpm, ddim"});
-  expect_refused([](Json& c) { c["sampler"]["steps"] = 0; }, {"/sampler/steps", "out of range"});
+  expect_refused([](Json& c) { c["sampler"]["steps"] = 0; }, {"/sampler/steps = 0", "must be in [1, 100000]"});
   expect_refused([](Json& c) { c["algorithm"]["queue_slots"] = 3; },
-                 {"queue_slots = 3", "must divide"});
+                 {"/algorithm/queue_slots = 3", "must divide"});
   expect_refused([](Json& c) { c["algorithm"]["method"] = "single-loop"; },
                  {"/algorithm/method", "implicit, nested, draft, draft-k"});
   expect_refused([](Json& c) { c["algorithm"]["gradient"] = "adjoint2"; },
                  {"/algorithm/gradient", "adjoint, double-queue"});
   expect_refused([](Json& c) { c["objective"]["lambda"] = -1; },
-                 {"/objective/lambda", "out of range"});
+                 {"/objective/lambda = -1", "must be a finite number >= 0"});
   expect_refused(
       [](Json& c) {
         c["objective"] = {{"lambda", 0}, {"beta", 0}};
       },
       {"nothing to optimise"});
-  expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; }, {"/optimiser/lr", "out of range"});
-  expect_refused([](Json& c) { c["optimiser"]["betas"] = {0.9, 1.5}; }, {"/optimiser/betas"});
+  expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; }, {"/optimiser/lr = 0", "must be in (0, 10]"});
+  expect_refused([](Json& c) { c["optimiser"]["betas"] = {0.9, 1.5}; }, {"/optimiser/betas = 1.5", "[0, 1)"});
   expect_refused([](Json& c) { c["dtype"] = "float16"; }, {"/dtype", "float32, float64"});
   expect_refused([](Json& c) { c["batch"] = "many"; }, {"/batch", "wrong type"});
   expect_refused([](Json& c) { c["output"]["grid_samples"] = 0; }, {"/output/grid_samples"});

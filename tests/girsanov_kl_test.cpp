@@ -47,6 +47,8 @@ double gaussian_kl(const std::pair<at::Tensor, at::Tensor>& p,
 constexpr double kTMax = 1.0, kTMin = 1e-2;
 constexpr int64_t kSteps = 8, kSamples = 400000;
 constexpr double kStandardErrors = 5.0;
+// Two computations of the same float64 arithmetic in a different order.
+constexpr double kSameArithmeticTolerance = 1e-12;
 
 TEST(GirsanovKl, MatchesClosedFormKlBetweenGaussianChains) {
   // θ and κ both differ, so m_θ − m_ref depends on y and c_k is random along the path.
@@ -59,16 +61,24 @@ TEST(GirsanovKl, MatchesClosedFormKlBetweenGaussianChains) {
   auto reference = make_ou_gaussian_model({theta_ref, kappa_ref, kTMax});
   Sampler sampler({SamplerKind::SdeEuler, kSteps, kTMin}, model);
   AdjointSolver solver(sampler, {1.0, 1.0});
+  const auto params = model.trainable_parameters();
   Noise noise(7);
-  auto path = sample_path(sampler, model, initial_state(model, kSamples, noise, 0), noise, 0);
+  const auto y0 = initial_state(model, kSamples, noise, 0);
+  auto path = sample_path(sampler, model, y0, noise, 0);
   auto zero_reward = [](const at::Tensor& x) { return x.flatten(1).sum(1) * 0; };
-  auto result = solver.gradient(model, &reference, model.trainable_parameters(), path, zero_reward);
+  auto result = solver.gradient({model, params, &reference}, path, zero_reward);
 
   const double estimate = result.kl.mean().item<double>();
   const double tolerance = kStandardErrors * result.kl.std().item<double>() / std::sqrt(kSamples);
   EXPECT_NEAR(estimate, closed_form, tolerance)
       << "Girsanov estimate " << estimate << " vs closed form " << closed_form;
   EXPECT_GT(closed_form, 0.05);  // the check is not vacuous
+
+  // The sampling loop's own estimate (idtune eval) walks the same path with the same noise.
+  const auto sampled = sample_with_path_kl(sampler, model, reference, y0, {noise, 0});
+  EXPECT_LT(testing::relative_error({sampled.kl, sampled.final_state},
+                                    {result.kl, path.final_state()}),
+            kSameArithmeticTolerance);
 }
 
 TEST(GirsanovKl, IsZeroForTheReferenceItself) {
@@ -78,8 +88,8 @@ TEST(GirsanovKl, IsZeroForTheReferenceItself) {
   Noise noise(1);
   auto path = sample_path(sampler, model, initial_state(model, 64, noise, 0), noise, 0);
   auto reward = [](const at::Tensor& x) { return x.flatten(1).sum(1); };
-  auto result = AdjointSolver(sampler, {1.0, 2.0})
-                    .gradient(model, &reference, model.trainable_parameters(), path, reward);
+  const auto params = model.trainable_parameters();
+  auto result = AdjointSolver(sampler, {1.0, 2.0}).gradient({model, params, &reference}, path, reward);
   EXPECT_EQ(result.kl.abs().max().item<double>(), 0.0);
 }
 

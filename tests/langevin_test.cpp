@@ -285,14 +285,19 @@ TEST(LangevinConfig, UnknownKeysAndBadNamesAreRejectedWithTheirJsonPath) {
   config["algorithm"] = {{"method", "nestd"}};
   testing::expect_error([&] { parse_langevin_config(config, "hex.json"); },
                         {"/algorithm/method", "nestd", "implicit, nested, unrolled"});
+  // Rules the trainer owns are checked once, when the run builds it, with the file and path.
   config = hexagon_config("unused");
   config["objective"] = {{"beta", 1.0}};
-  testing::expect_error([&] { parse_langevin_config(config, "hex.json"); },
-                        {"/objective/beta", "needs a /reference"});
+  testing::expect_error([&] { LangevinRun run(parse_langevin_config(config, "hex.json")); },
+                        {"hex.json: /objective/beta = 1", "needs reference samples"});
   config = hexagon_config("unused");
   config["algorithm"] = {{"inner_steps", 10}};
-  testing::expect_error([&] { parse_langevin_config(config, "hex.json"); },
-                        {"/algorithm/inner_steps", "nested and unrolled"});
+  testing::expect_error([&] { LangevinRun run(parse_langevin_config(config, "hex.json")); },
+                        {"hex.json: /algorithm/inner_steps = 10", "nested and unrolled"});
+  config = hexagon_config("unused");
+  config["sampler"]["gamma"] = -0.1;
+  testing::expect_error([&] { LangevinRun run(parse_langevin_config(config, "hex.json")); },
+                        {"hex.json: /sampler/gamma = -0.1", "must be > 0"});
   const auto parsed = parse_langevin_config(hexagon_config("unused"), "hex.json");
   EXPECT_EQ(to_json(parse_langevin_config(to_json(parsed), "resolved")), to_json(parsed));
 }

@@ -82,12 +82,12 @@ TEST(OuMoments, SamplerTableIsTheEulerDiscretisation) {
   const double h = (kTMax - kTMin) / K;
   for (int64_t k = 0; k < K; ++k) {
     // For ou (β ≡ 2): SDE m = y + h(y + 2s), σ = √(2h); ODE m = y + h(y + s), σ = 0.
-    EXPECT_NEAR(sde.step(k).tau, kTMax - k * h, 1e-14);
-    EXPECT_NEAR(sde.step(k).a, 1 + h, 1e-14);
-    EXPECT_NEAR(sde.step(k).b, 2 * h, 1e-14);
-    EXPECT_NEAR(sde.step(k).sigma, std::sqrt(2 * h), 1e-14);
-    EXPECT_NEAR(ode.step(k).b, h, 1e-14);
-    EXPECT_EQ(ode.step(k).sigma, 0.0);
+    EXPECT_NEAR(sde.coefficients(k).tau, kTMax - k * h, 1e-14);
+    EXPECT_NEAR(sde.coefficients(k).a, 1 + h, 1e-14);
+    EXPECT_NEAR(sde.coefficients(k).b, 2 * h, 1e-14);
+    EXPECT_NEAR(sde.coefficients(k).sigma, std::sqrt(2 * h), 1e-14);
+    EXPECT_NEAR(ode.coefficients(k).b, h, 1e-14);
+    EXPECT_EQ(ode.coefficients(k).sigma, 0.0);
   }
   EXPECT_TRUE(sde.stochastic());
   EXPECT_FALSE(ode.stochastic());

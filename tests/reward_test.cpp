@@ -213,7 +213,7 @@ TEST(RewardSpecErrors, CorruptFileIsNamed) {
   TempDir dir;
   std::ofstream(dir.file("corrupt.pt")) << "not a TorchScript archive";
   expect_parse_error(dir.file("corrupt.pt"), card_with({1, 2, 2}),
-                     {"cannot load '" + dir.file("corrupt.pt") + "' as TorchScript"});
+                     {"cannot load reward '" + dir.file("corrupt.pt") + "' as TorchScript"});
 }
 
 TEST(RewardSpecErrors, ModuleReturningTheWrongShapeIsRefusedAtParse) {

@@ -103,10 +103,10 @@ TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
   Sampler ddim({SamplerKind::Ddim, 10}, model), ddpm({SamplerKind::Ddpm, 10}, model);
   const auto eps = torch::randn({6}, torch::kFloat64);
   for (int64_t k = 0; k < 10; ++k) {
-    const double t = ddim.step(k).tau, t_next = k + 1 < 10 ? ddim.step(k + 1).tau : 0.0;
+    const double t = ddim.coefficients(k).tau, t_next = k + 1 < 10 ? ddim.coefficients(k + 1).tau : 0.0;
     const double abar = schedule.alpha_bar(t), abar_next = schedule.alpha_bar(t_next);
     const auto x = std::sqrt(abar) * x0 + std::sqrt(1 - abar) * eps;
-    const auto& d = ddim.step(k);
+    const auto& d = ddim.coefficients(k);
     const auto ddim_next = d.a * x + d.b * score(x, t);
     const auto expected = std::sqrt(abar_next) * x0 + std::sqrt(1 - abar_next) * eps;
     EXPECT_LT((ddim_next - expected).abs().max().item<double>(), 1e-10) << "k = " << k;
@@ -114,7 +114,7 @@ TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
     const double b = 1 - abar / abar_next;  // respaced β
     const auto posterior_mean = std::sqrt(abar_next) * b / (1 - abar) * x0 +
                                 std::sqrt(1 - b) * (1 - abar_next) / (1 - abar) * x;
-    const auto& p = ddpm.step(k);
+    const auto& p = ddpm.coefficients(k);
     EXPECT_LT((p.a * x + p.b * score(x, t) - posterior_mean).abs().max().item<double>(), 1e-10);
     EXPECT_NEAR(p.sigma * p.sigma, b * (1 - abar_next) / (1 - abar), kClosedFormTolerance);
   }
@@ -125,12 +125,12 @@ TEST(ChainSteps, QuadraticSpacingTakesShrinkingStepsTowardsTheData) {
   SamplerOptions o{SamplerKind::SdeEuler, 10, 1e-3};
   o.spacing = TimeSpacing::Quadratic;
   Sampler sampler(o, model);
-  EXPECT_NEAR(sampler.step(0).tau, 1.0, kClosedFormTolerance);
+  EXPECT_NEAR(sampler.coefficients(0).tau, 1.0, kClosedFormTolerance);
   for (int64_t k = 0; k < 10; ++k) {
     const double u = 1.0 - k / 10.0;  // τ_k = t_min + (t_max − t_min)(1 − k/K)²
-    EXPECT_NEAR(sampler.step(k).tau, 1e-3 + (1 - 1e-3) * u * u, kClosedFormTolerance);
+    EXPECT_NEAR(sampler.coefficients(k).tau, 1e-3 + (1 - 1e-3) * u * u, kClosedFormTolerance);
     if (k > 0) {
-      EXPECT_LT(sampler.step(k).sigma, sampler.step(k - 1).sigma);  // σ_k = √(2 h_k)
+      EXPECT_LT(sampler.coefficients(k).sigma, sampler.coefficients(k - 1).sigma);  // σ_k = √(2 h_k)
     }
   }
 }
@@ -138,8 +138,8 @@ TEST(ChainSteps, QuadraticSpacingTakesShrinkingStepsTowardsTheData) {
 TEST(ChainSteps, RespacedGridRunsFromLastTrainingStepToZero) {
   auto model = discrete_model(1000);
   Sampler sampler({SamplerKind::Ddpm, 10}, model);
-  EXPECT_EQ(sampler.step(0).tau, 999.0);
-  for (int64_t k = 1; k < 10; ++k) EXPECT_LT(sampler.step(k).tau, sampler.step(k - 1).tau);
+  EXPECT_EQ(sampler.coefficients(0).tau, 999.0);
+  for (int64_t k = 1; k < 10; ++k) EXPECT_LT(sampler.coefficients(k).tau, sampler.coefficients(k - 1).tau);
   EXPECT_TRUE(sampler.stochastic());
   EXPECT_THROW(Sampler({SamplerKind::Ddpm, 1000}, model), Error);  // more steps than N − 1
   try {

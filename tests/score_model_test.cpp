@@ -187,7 +187,7 @@ TEST(BadInput, CardShapeThatDoesNotMatchTheModel) {
   card["shape"] = {3, 4, 4};  // the network's first conv takes 1 channel
   write_json_file(dir.file("m.json"), card);
   expect_error([&] { ScoreModel::load(dir.file("m.pt")); },
-               {dir.file("m.pt"), "failed on a probe batch", "[2, 3, 4, 4]"});
+               {dir.file("m.pt"), "forward([2, 3, 4, 4], [2]) failed"});
 }
 
 }  // namespace

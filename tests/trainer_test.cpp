@@ -16,6 +16,9 @@ constexpr double kTarget = 2.0, kTMax = 1.0, kTMin = 1e-2;
 constexpr int64_t kSteps = 8;
 // Adam with lr 0.02 on a batch of 64 leaves θ fluctuating by a few 1e-2 around its optimum.
 constexpr double kMeanTolerance = 0.1;
+// The same float64 arithmetic at another batch size: BLAS may block (and so round) a batch of
+// 6 differently from one of 3, on some CPUs. A wrong time or noise would differ by O(1).
+constexpr double kBatchSizeRounding = 1e-12;
 
 at::Tensor squared_distance_reward(const at::Tensor& x) {
   return -(x - kTarget).pow(2).flatten(1).sum(1);
@@ -126,9 +129,11 @@ TEST(SampleQueueBookkeeping, EveryCompletedSlotIsTheSampledPathOfItsStream) {
           // of the same stream exactly (right times and noise for every sample).
           auto expected = sample_path(sampler, model, initial_state(model, 3, noise, slot->stream),
                                       noise, slot->stream);
-          for (int64_t k = 0; k <= kSteps; ++k)
-            ASSERT_TRUE(torch::equal(slot->path.states[k], expected.states[k]))
-                << "M = " << slots << " step " << k;
+          for (int64_t k = 0; k <= kSteps; ++k) {
+            const double error =
+                testing::relative_error({slot->path.states[k]}, {expected.states[k]});
+            ASSERT_LE(error, kBatchSizeRounding) << "M = " << slots << " step " << k;
+          }
         }
         queue.push_fresh(model);
         EXPECT_LE(static_cast<int64_t>(queue.slots().size()), slots);
@@ -174,11 +179,11 @@ TEST(DoubleQueue, GradientEqualsFullAdjointWhenThetaIsFrozen) {
           stream,
           sample_path(sampler, model, initial_state(model, 2, noise, stream), noise, stream),
           {}};
-      expected.push_back(solver.gradient(model, &reference, params, slot.path, reward));
+      expected.push_back(solver.gradient({model, params, &reference}, slot.path, reward));
       queue.push(std::move(slot), reward);
     }
     for (size_t finished = 0; finished < expected.size();) {
-      queue.walk_back(model, &reference, params);
+      queue.walk_back({model, params, &reference});
       if (auto g = queue.pop_finished()) {
         EXPECT_LT(testing::relative_error(g->grad, expected[finished].grad), 1e-12);
         EXPECT_LT(testing::relative_error({g->kl}, {expected[finished].kl}), 1e-12);
@@ -197,7 +202,7 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
   o.queue_slots = 2;
   o.gradient = GradientEstimator::DoubleQueue;
   o.batch = 2;
-  o.beta = 0.1;
+  o.objective.beta = 0.1;
   o.optimiser.lr = 1e-2;
   o.optimiser.ema_decay = 0.9;
   auto reward = [](const at::Tensor& x) { return x.flatten(1).mean(1); };

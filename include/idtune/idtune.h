@@ -9,6 +9,8 @@
 #include "idtune/core/name_table.h"
 #include "idtune/core/noise.h"
 #include "idtune/core/runtime.h"
+#include "idtune/core/text.h"
+#include "idtune/core/torchscript.h"
 
 // diffusion: schedules, model card, score model, samplers, KL, adjoint
 #include "idtune/diffusion/adjoint.h"
@@ -24,6 +26,7 @@
 
 // training: queues, trainer, checkpoints, rewards, tune config
 #include "idtune/training/adjoint_queue.h"
+#include "idtune/training/builtin_rewards.h"
 #include "idtune/training/reward.h"
 #include "idtune/training/sample_queue.h"
 #include "idtune/training/trainer.h"

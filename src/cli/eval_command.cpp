@@ -28,16 +28,21 @@ Evaluation evaluate(const Sampler& sampler, const ScoreModel& model, const Score
   torch::NoGradGuard no_grad;
   const Noise noise(seed);
   // The path KL needs σ_k > 0 and a reference to compare with.
-  const double beta = sampler.stochastic() && reference != nullptr ? 1.0 : 0.0;
+  const bool with_kl = sampler.stochastic() && reference != nullptr;
   std::vector<at::Tensor> images, rewards, kls;
   for (int64_t start = 0, stream = 0; start < n; start += batch, ++stream) {
     const int64_t b = std::min(batch, n - start);
     const auto y0 = initial_state(model, b, noise, stream);
-    auto u = unrolled_objective(sampler, model, reference, y0, noise, stream, reward.function(),
-                                1.0, beta, /*backprop_steps=*/0);
-    rewards.push_back(u.reward);
-    kls.push_back(u.kl);
-    images.push_back(u.final_state.cpu());
+    SampleWithKl sample;
+    if (with_kl) {
+      sample = sample_with_path_kl(sampler, model, *reference, y0, {noise, uint64_t(stream)});
+    } else {
+      sample = {sample_path(sampler, model, y0, noise, stream).final_state(),
+                torch::zeros({b}, y0.options())};
+    }
+    rewards.push_back(reward(sample.final_state));
+    kls.push_back(sample.kl);
+    images.push_back(sample.final_state.cpu());
     spdlog::info("eval: {}/{} samples", start + b, n);
   }
   return {torch::cat(images), torch::cat(rewards), torch::cat(kls)};

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
 #include "idtune/core/runtime.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -52,8 +53,11 @@ int main(int argc, char** argv) {
       return command.run(flags);
     }
     throw idtune::Error("unknown command '" + args[0] + "' (run idtune --help)");
-  } catch (const std::exception& e) {
+  } catch (const idtune::Error& e) {
     spdlog::error("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // a torch error no boundary caught: one line, no backtrace
+    spdlog::error("{}", idtune::error_summary(e));
     return 1;
   }
 }

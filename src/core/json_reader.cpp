@@ -48,6 +48,12 @@ void JsonReader::finish() const {
   }
 }
 
+Error with_json_path(const InvalidOption& error, const std::string& source) {
+  std::string pointer = "/" + error.key();
+  std::replace(pointer.begin(), pointer.end(), '.', '/');
+  return Error(source + ": " + pointer + " " + error.detail());
+}
+
 nlohmann::json read_json_file(const std::string& file) {
   std::ifstream in(file);
   check(in.good(), "cannot open '", file, "': no such file or not readable");

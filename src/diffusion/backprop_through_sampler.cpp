@@ -8,13 +8,15 @@
 
 namespace idtune {
 
-UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& model,
-                                     const ScoreModel* reference, const at::Tensor& y0,
-                                     const Noise& noise, uint64_t stream, const RewardFn& reward,
-                                     double lambda, double beta, int64_t backprop_steps) {
+UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& tuned,
+                                     const at::Tensor& y0, const BatchNoise& noise,
+                                     const RewardFn& reward, const UnrolledOptions& options) {
+  const auto [lambda, beta] = options.objective;
+  const int64_t backprop_steps = options.backprop_steps;
   const bool with_kl = beta > 0;
-  check(!with_kl || reference != nullptr, "beta > 0 needs a reference model");
+  check(!with_kl || tuned.reference != nullptr, "beta > 0 needs a reference model");
   check(!with_kl || sampler.stochastic(), "beta > 0 needs a stochastic sampler");
+  const ScoreModel& model = tuned.model;
   const int64_t K = sampler.num_steps(), batch = y0.size(0);
   const int64_t first_graph_step =
       backprop_steps < 0 ? 0 : std::max<int64_t>(0, K - backprop_steps);
@@ -25,9 +27,9 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& m
     const auto index = sampler.indices(batch, k);
     const auto mean = sampler.mean(model, y, index);
     if (with_kl)
-      kl = kl + girsanov_increment(mean, sampler.mean(*reference, y, index), sampler.sigma(index));
+      kl = kl + girsanov_increment(mean, sampler.mean(*tuned.reference, y, index), sampler.sigma(index));
     y = sampler.needs_noise()
-            ? mean + sampler.sigma(index) * step_noise(model, noise, stream, k, batch)
+            ? mean + sampler.sigma(index) * step_noise(model, noise.noise, noise.stream, k, batch)
             : mean;
   }
   const auto r = reward(y);

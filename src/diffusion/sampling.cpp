@@ -1,5 +1,8 @@
 #include "idtune/diffusion/sampling.h"
 
+#include "idtune/core/error.h"
+#include "idtune/diffusion/girsanov_kl.h"
+
 #include <torch/torch.h>
 
 namespace idtune {
@@ -42,6 +45,22 @@ SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at
     path.record(sampler.advance(model, path.final_state(), index, xi));
   }
   return path;
+}
+
+SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model,
+                                 const ScoreModel& reference, const at::Tensor& y0,
+                                 const BatchNoise& noise) {
+  check(sampler.stochastic(), "the path KL needs a stochastic sampler (sigma_k > 0 at every step)");
+  torch::NoGradGuard no_grad;
+  const int64_t batch = y0.size(0);
+  at::Tensor y = y0, kl = torch::zeros({batch}, y0.options());
+  for (int64_t k = 0; k < sampler.num_steps(); ++k) {
+    const auto index = sampler.indices(batch, k);
+    const auto mean = sampler.mean(model, y, index), sigma = sampler.sigma(index);
+    kl += girsanov_increment(mean, sampler.mean(reference, y, index), sigma);
+    y = mean + sigma * step_noise(model, noise.noise, noise.stream, k, batch);
+  }
+  return {y, kl};
 }
 
 }  // namespace idtune

@@ -1,6 +1,8 @@
 #include "idtune/diffusion/score_model.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/text.h"
+#include "idtune/core/torchscript.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -18,18 +20,6 @@ struct ScoreModel::State {
   std::string name;
 };
 
-namespace {
-
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
-
-std::string shape_string(c10::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
-}
-
-}  // namespace
-
 ScoreModel::ScoreModel(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
 ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options,
@@ -46,20 +36,12 @@ ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreMod
 }
 
 ScoreModel ScoreModel::load(const std::string& model_path, const ScoreModelOptions& options) {
-  check(std::filesystem::is_regular_file(model_path), "model file '", model_path,
-        "' does not exist (expected a TorchScript file written by torch.jit.save)");
+  auto module = load_torchscript(model_path, options.device, "model");
   const std::string card_path = card_path_for(model_path);
   check(std::filesystem::is_regular_file(card_path), "model card '", card_path,
         "' does not exist: every model needs a JSON card beside it "
         "(see scripts/export_model.py or docs/model-card.md)");
   ModelCard card = load_model_card(card_path);
-  torch::jit::Module module;
-  try {
-    module = torch::jit::load(model_path, options.device);
-  } catch (const c10::Error& e) {
-    throw Error("cannot load '" + model_path + "' as TorchScript (" + first_line(e.what()) +
-                "): expected a file written by torch.jit.save of a scripted or traced module");
-  }
   return ScoreModel(std::move(module), std::move(card), options, model_path);
 }
 
@@ -73,15 +55,7 @@ void ScoreModel::validate() const {
   torch::NoGradGuard no_grad;
   auto x = torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device));
   auto t = torch::full({2}, 0.5 * s.schedule.t_max(), x.options());
-  at::Tensor out;
-  try {
-    out = output(x, t);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {  // c10::Error, or the interpreter's std::runtime_error
-    throw Error(s.name + ": forward(x, t) failed on a probe batch x " + shape_string(x.sizes()) +
-                ", t [2] (" + first_line(e.what()) + ")");
-  }
+  const auto out = output(x, t);
   check(out.sizes() == x.sizes(), s.name, ": forward(x, t) returned shape ",
         shape_string(out.sizes()), ", expected ", shape_string(x.sizes()),
         " (the card's shape with a batch of 2)");
@@ -92,10 +66,7 @@ at::Tensor ScoreModel::output(const at::Tensor& x, const at::Tensor& t) const {
   at::Tensor time = t;
   if (s.card.time_input == TimeInput::Discrete)
     time = t.round().to(s.card.time_dtype == TimeDtype::Long ? torch::kLong : x.scalar_type());
-  auto result = s.module.forward({x, time});
-  check(result.isTensor(), s.name, ": forward(x, t) must return a Tensor, returned ",
-        result.tagKind());
-  return result.toTensor();
+  return call_torchscript(s.module, "forward", {x, time}, s.name);
 }
 
 at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t) const {

@@ -1,6 +1,7 @@
 #include "idtune/eval/classifier.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -11,14 +12,8 @@ Classifier::Classifier(std::string path, std::shared_ptr<torch::jit::Module> mod
     : path_(std::move(path)), module_(std::move(module)) {}
 
 Classifier Classifier::load(const std::string& path, c10::Device device, c10::ScalarType dtype) {
-  auto module = std::make_shared<torch::jit::Module>();
-  try {
-    *module = torch::jit::load(path, device);
-  } catch (const std::exception& e) {
-    throw Error("cannot load classifier '" + path + "' as TorchScript: " + e.what());
-  }
+  auto module = std::make_shared<torch::jit::Module>(load_torchscript(path, device, "classifier"));
   module->to(dtype);
-  module->eval();
   Classifier classifier(path, std::move(module));
   classifier.device_ = device;
   classifier.dtype_ = dtype;
@@ -26,14 +21,14 @@ Classifier Classifier::load(const std::string& path, c10::Device device, c10::Sc
 }
 
 at::Tensor Classifier::batched(const char* method, const at::Tensor& images, int64_t batch) const {
-  check(module_->find_method(method).has_value(), "classifier '", path_, "' has no ", method,
-        "(x) method");
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> outputs;
   for (int64_t start = 0; start < images.size(0); start += batch) {
     const auto x = images.narrow(0, start, std::min(batch, images.size(0) - start));
     outputs.push_back(
-        module_->get_method(method)({x.to(device_, dtype_)}).toTensor().flatten(1).cpu());
+        call_torchscript(*module_, method, {x.to(device_, dtype_)}, "classifier '" + path_ + "'")
+            .flatten(1)
+            .cpu());
   }
   return torch::cat(outputs);
 }

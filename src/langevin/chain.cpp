@@ -20,9 +20,10 @@ at::Tensor langevin_step(const at::Tensor& x, const at::Tensor& grad_x_v, double
 LangevinChain::LangevinChain(int64_t particles, int64_t dim, double gamma, uint64_t seed,
                              const c10::TensorOptions& options)
     : gamma_(gamma), noise_(seed) {
-  check(particles >= 1 && dim >= 1, "Langevin chain: particles = ", particles, " and d = ", dim,
-        " must be >= 1");
-  check(gamma > 0, "Langevin chain: step size γ = ", gamma, " must be > 0");
+  check_option(particles >= 1, "sampler.particles", particles, "must be >= 1");
+  check(dim >= 1, "Langevin chain: the dimension d = ", dim, " must be >= 1");
+  check_option(std::isfinite(gamma) && gamma > 0, "sampler.gamma", gamma,
+               "must be > 0 (the Langevin step size)");
   x_ = noise_.normal(kParticleStream, Noise::kInitial, {particles, dim}, options);
 }
 

@@ -19,26 +19,26 @@ at::Tensor covariance_weights(const at::Tensor& rewards, int64_t n) {
 
 at::Tensor reward_gradient(const Potential& potential, const at::Tensor& x, const at::Tensor& theta,
                            const at::Tensor& rewards) {
-  return implicit_gradient(potential, x, theta, rewards, {}, {1.0, 0.0});
+  return descent_direction(potential, x, theta, rewards, {}, {1.0, 0.0});
 }
 
 at::Tensor reference_gradient(const Potential& potential, const at::Tensor& x,
                               const at::Tensor& theta, const at::Tensor& reference) {
-  return implicit_gradient(potential, x, theta, {}, reference, {0.0, 1.0});
+  return descent_direction(potential, x, theta, {}, reference, {0.0, 1.0});
 }
 
-at::Tensor implicit_gradient(const Potential& potential, const at::Tensor& x,
+at::Tensor descent_direction(const Potential& potential, const at::Tensor& x,
                              const at::Tensor& theta, const at::Tensor& rewards,
-                             const at::Tensor& reference, const ObjectiveWeights& weights) {
+                             const at::Tensor& reference, const Objective& weights) {
   const int64_t n = x.size(0);
   auto particle_weights = torch::zeros({n}, x.options());
   if (weights.lambda != 0) {
-    check(rewards.defined(), "implicit gradient: λ = ", weights.lambda, " but no rewards");
+    check(rewards.defined(), "descent direction: λ = ", weights.lambda, " but no rewards");
     particle_weights += weights.lambda * covariance_weights(rewards.to(x.options()), n);
   }
   auto gamma = torch::zeros({potential.parameter_count()}, theta.options());
   if (weights.beta != 0) {
-    check(reference.defined() && reference.size(0) >= 1, "implicit gradient: β = ", weights.beta,
+    check(reference.defined() && reference.size(0) >= 1, "descent direction: β = ", weights.beta,
           " but no reference samples");
     particle_weights -= weights.beta / double(n);  // − β E_X[∇θV]
     const auto ref_weights =

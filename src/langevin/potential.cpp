@@ -1,6 +1,7 @@
 #include "idtune/langevin/potential.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -32,15 +33,8 @@ TorchScriptPotential::TorchScriptPotential(const std::string& file, int64_t dim,
                                            int64_t parameter_count, c10::Device device,
                                            c10::ScalarType dtype)
     : name_(file), dim_(dim), parameter_count_(parameter_count) {
-  try {
-    module_ = std::make_unique<torch::jit::Module>(torch::jit::load(file, device));
-  } catch (const c10::Error& e) {
-    throw Error("cannot load the potential '" + file +
-                "' as TorchScript (save it with torch.jit.script(m).save(...)): " +
-                e.what_without_backtrace());
-  }
+  module_ = std::make_unique<torch::jit::Module>(load_torchscript(file, device, "potential"));
   module_->to(dtype);
-  module_->eval();
   check_contract(device, dtype);
 }
 
@@ -57,7 +51,7 @@ TorchScriptPotential::TorchScriptPotential(torch::jit::Module module, std::strin
 TorchScriptPotential::~TorchScriptPotential() = default;
 
 at::Tensor TorchScriptPotential::value(const at::Tensor& x, const at::Tensor& theta) const {
-  return module_->forward({x, theta}).toTensor();
+  return call_torchscript(*module_, "forward", {x, theta}, "potential '" + name_ + "'");
 }
 
 std::string TorchScriptPotential::describe() const {
@@ -70,17 +64,10 @@ void TorchScriptPotential::check_contract(c10::Device device, c10::ScalarType dt
         " and parameters = ", parameter_count_, " must both be >= 1");
   const auto options = torch::dtype(dtype).device(device);
   const int64_t n = 3;
-  at::Tensor v;
-  try {
-    v = value(torch::zeros({n, dim_}, options), torch::zeros({parameter_count_}, options));
-  } catch (const c10::Error& e) {
-    throw Error(
-        "potential '" + name_ + "': forward(x [" + std::to_string(n) + ", " + std::to_string(dim_) +
-        "], theta [" + std::to_string(parameter_count_) +
-        "]) failed; expected forward(x [n, d], theta [p]) -> V [n]: " + e.what_without_backtrace());
-  }
+  const auto v = value(torch::zeros({n, dim_}, options), torch::zeros({parameter_count_}, options));
   check(v.dim() == 1 && v.size(0) == n, "potential '", name_, "': forward(x [", n, ", ", dim_,
-        "], theta [", parameter_count_, "]) returned shape ", v.sizes(), ", expected [", n, "]");
+        "], theta [", parameter_count_, "]) returned shape ", v.sizes(), ", expected [", n,
+        "] (the contract: forward(x [n, d], theta [p]) -> V [n])");
 }
 
 }  // namespace idtune

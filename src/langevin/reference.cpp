@@ -1,6 +1,8 @@
 #include "idtune/langevin/reference.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
+#include "idtune/core/text.h"
 
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -14,11 +16,6 @@ namespace idtune {
 
 namespace {
 constexpr uint64_t kReferenceStream = 1;  // stream 0 is the particles' noise
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 at::Tensor read_csv(const std::string& file, int64_t dim) {
   std::ifstream in(file);
@@ -47,9 +44,8 @@ at::Tensor read_pickled(const std::string& file) {
   const std::vector<char> bytes{std::istreambuf_iterator<char>(in), {}};
   try {
     return torch::pickle_load(bytes).toTensor();
-  } catch (const c10::Error& e) {
-    throw Error("'" + file +
-                "' is not a tensor saved with torch.save: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw Error("'" + file + "' is not a tensor saved with torch.save (" + error_summary(e) + ")");
   }
 }
 

@@ -1,6 +1,7 @@
 #include "idtune/langevin/reward.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -34,25 +35,14 @@ PointReward gated_gaussian_reward(const GatedGaussianRewardOptions& o) {
 
 PointReward torchscript_point_reward(const std::string& file, int64_t dim, c10::Device device,
                                      c10::ScalarType dtype) {
-  std::shared_ptr<torch::jit::Module> module;
-  try {
-    module = std::make_shared<torch::jit::Module>(torch::jit::load(file, device));
-  } catch (const c10::Error& e) {
-    throw Error("cannot load the reward '" + file +
-                "' as TorchScript: " + e.what_without_backtrace());
-  }
+  auto module = std::make_shared<torch::jit::Module>(load_torchscript(file, device, "reward"));
   module->to(dtype);
-  module->eval();
-  PointReward reward = [module](const at::Tensor& x) { return module->forward({x}).toTensor(); };
-  at::Tensor probe;
-  try {
-    probe = reward(torch::zeros({3, dim}, torch::dtype(dtype).device(device)));
-  } catch (const c10::Error& e) {
-    throw Error("reward '" + file + "': forward(x [3, " + std::to_string(dim) +
-                "]) failed; expected forward(x [n, d]) -> [n]: " + e.what_without_backtrace());
-  }
+  PointReward reward = [module, who = "reward '" + file + "'"](const at::Tensor& x) {
+    return call_torchscript(*module, "forward", {x}, who);
+  };
+  const auto probe = reward(torch::zeros({3, dim}, torch::dtype(dtype).device(device)));
   check(probe.dim() == 1 && probe.size(0) == 3, "reward '", file, "': forward(x [3, ", dim,
-        "]) returned shape ", probe.sizes(), ", expected [3]");
+        "]) returned shape ", probe.sizes(), ", expected [3] (the contract: forward(x [n, d]) -> [n])");
   return reward;
 }
 

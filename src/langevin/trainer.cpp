@@ -47,24 +47,29 @@ LangevinProblem validated(const LangevinTrainerOptions& o, LangevinProblem p) {
         p.potential->describe());
   check(!p.theta_pretrained.defined() || p.theta_pretrained.sizes() == p.theta0.sizes(),
         "Langevin trainer: the pretrained θ must have the shape of θ₀");
-  check(o.inner_steps >= 1, "inner_steps = ", o.inner_steps, " must be >= 1");
-  check(o.inner_steps == 1 || o.method == LangevinMethod::Nested ||
-            o.method == LangevinMethod::Unrolled,
-        "inner_steps = ", o.inner_steps,
-        " applies to the nested and unrolled methods only (method ", method,
-        " takes one Langevin step per outer step)");
-  check(o.lr > 0, "lr = ", o.lr, " must be > 0");
-  check(o.objective.lambda >= 0 && o.objective.beta >= 0, "lambda and beta must be >= 0");
+  check_option(o.inner_steps >= 1 && o.inner_steps <= 1000000, "algorithm.inner_steps",
+               o.inner_steps, "must be in [1, 1000000]");
+  check_option(o.inner_steps == 1 || o.method == LangevinMethod::Nested ||
+                   o.method == LangevinMethod::Unrolled,
+               "algorithm.inner_steps", o.inner_steps,
+               "applies to the nested and unrolled methods only (method ", method,
+               " takes one Langevin step per outer step)");
+  check_option(std::isfinite(o.lr) && o.lr > 0, "optimiser.lr", o.lr, "must be > 0");
+  for (double b : o.betas)
+    check_option(b >= 0 && b < 1, "optimiser.betas", b, "must each be in [0, 1)");
+  check_option(std::isfinite(o.eps) && o.eps > 0 && o.eps <= 1, "optimiser.eps", o.eps,
+               "must be in (0, 1]");
+  check_option(std::isfinite(o.guidance_weight) && o.guidance_weight >= 0,
+               "algorithm.guidance_weight", o.guidance_weight, "must be >= 0");
   if (updates_theta(o.method)) {
-    check(o.objective.lambda > 0 || o.objective.beta > 0, "method ", method,
-          ": lambda and beta are both 0, so there is nothing to optimise");
-    check(o.objective.lambda == 0 || p.reward, "method ", method, ": lambda = ", o.objective.lambda,
-          " needs a reward");
-    check(o.objective.beta == 0 || p.reference, "method ", method, ": beta = ", o.objective.beta,
-          " needs reference samples");
+    validate(o.objective);
+    check_option(o.objective.lambda == 0 || p.reward, "objective.lambda", o.objective.lambda,
+                 "needs a reward (method ", method, "; or set lambda to 0)");
+    check_option(o.objective.beta == 0 || p.reference, "objective.beta", o.objective.beta,
+                 "needs reference samples (method ", method, ")");
   }
-  check(o.method != LangevinMethod::Guidance || p.guide,
-        "method guidance needs a differentiable guidance reward");
+  check_option(o.method != LangevinMethod::Guidance || p.guide, "algorithm.method", method,
+               "needs a differentiable guidance reward (algorithm.guide)");
   return p;
 }
 
@@ -146,7 +151,7 @@ at::Tensor LangevinTrainer::implicit_direction() {
   const auto& x = chain_.particles();
   const auto reference =
       options_.objective.beta > 0 ? problem_.reference->draw(iteration_) : at::Tensor();
-  return implicit_gradient(potential(), x, theta_.detach(), rewards(x), reference,
+  return descent_direction(potential(), x, theta_.detach(), rewards(x), reference,
                            options_.objective);
 }
 

@@ -109,7 +109,11 @@ LangevinRun::LangevinRun(LangevinConfig config) : config_(std::move(config)) {
                                                  to_tensor(ref.mixture.means, options),
                                                  covariances(ref.mixture, options)));
   }
-  trainer_ = std::make_unique<LangevinTrainer>(config_.trainer, std::move(problem));
+  try {
+    trainer_ = std::make_unique<LangevinTrainer>(config_.trainer, std::move(problem));
+  } catch (const InvalidOption& e) {
+    throw with_json_path(e, config_.source);
+  }
 }
 
 LangevinRun::~LangevinRun() = default;

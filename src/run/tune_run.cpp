@@ -52,7 +52,11 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
   auto model = ScoreModel::load(config_.model, model_options);
   reward_ = std::make_unique<Reward>(
       Reward::parse(config_.reward, model.card(), model_options.device, model_options.dtype));
-  trainer_ = std::make_unique<Trainer>(config_.trainer, std::move(model), reward_->function());
+  try {
+    trainer_ = std::make_unique<Trainer>(config_.trainer, std::move(model), reward_->function());
+  } catch (const InvalidOption& e) {
+    throw with_json_path(e, config_.source);
+  }
   const bool has_checkpoint = fs::exists(path("checkpoint.pt"));
   if (resume_) {
     check(has_checkpoint, "--resume: '", path("checkpoint.pt"), "' does not exist");
@@ -154,8 +158,8 @@ void TuneRun::export_tuned_model() const {
                      {"base_provenance", tuned.card().provenance},
                      {"tuned_by", "idtune tune"},
                      {"reward", reward_->name()},
-                     {"lambda", t.lambda},
-                     {"beta", t.beta},
+                     {"lambda", t.objective.lambda},
+                     {"beta", t.objective.beta},
                      {"iterations", trainer_->iteration()},
                      {"updates", trainer_->updates()},
                      {"method", name_of(t.method, method_names())},

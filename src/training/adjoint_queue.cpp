@@ -14,12 +14,11 @@ void AdjointQueue::push(QueueSlot completed, const RewardFn& reward) {
   slots_.push_back(std::move(slot));
 }
 
-void AdjointQueue::walk_back(const ScoreModel& model, const ScoreModel* reference,
-                             const std::vector<at::Tensor>& params) {
+void AdjointQueue::walk_back(const TunedModel& tuned) {
   for (auto& slot : slots_)
     for (int64_t j = 0; j < steps_per_advance_ && slot.next_step >= 0; ++j, --slot.next_step)
-      solver_.step_back(model, reference, params, slot.sample.path.states[slot.next_step],
-                        slot.next_step, slot.state);
+      solver_.step_back(tuned, slot.sample.path.states[slot.next_step], slot.next_step,
+                        slot.state);
 }
 
 std::optional<AdjointGradient> AdjointQueue::pop_finished() {

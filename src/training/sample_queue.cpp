@@ -9,10 +9,11 @@ namespace idtune {
 SampleQueue::SampleQueue(const Sampler& sampler, const Noise& noise, SampleQueueOptions options)
     : sampler_(sampler), noise_(noise), options_(options) {
   const int64_t K = sampler.num_steps();
-  check(options.slots >= 1 && options.slots <= K && K % options.slots == 0,
-        "queue_slots = ", options.slots, " must divide the number of sampling steps K = ", K,
-        " (1 = nested loop, K = fully single loop)");
-  check(options.batch >= 1, "batch = ", options.batch, " must be >= 1");
+  check_option(options.slots >= 1 && options.slots <= K && K % options.slots == 0,
+               "algorithm.queue_slots", options.slots,
+               "must divide the number of sampling steps sampler.steps = ", K,
+               " (1 = nested loop, K = fully single loop)");
+  check_option(options.batch >= 1, "batch", options.batch, "must be >= 1");
   steps_per_advance_ = K / options.slots;
 }
 

@@ -48,6 +48,22 @@ void select_trainable(const ScoreModel& model, const std::vector<std::string>& p
           model.name(), "' (parameters: ", names, ")");
 }
 
+void validate(const OptimiserOptions& o) {
+  const auto finite_in = [](double v, double lo, double hi) {
+    return std::isfinite(v) && v >= lo && v <= hi;
+  };
+  check_option(finite_in(o.lr, 0, 10) && o.lr > 0, "optimiser.lr", o.lr, "must be in (0, 10]");
+  for (double b : o.betas)
+    check_option(finite_in(b, 0, 1) && b < 1, "optimiser.betas", b, "must each be in [0, 1)");
+  check_option(finite_in(o.eps, 0, 1) && o.eps > 0, "optimiser.eps", o.eps, "must be in (0, 1]");
+  check_option(finite_in(o.weight_decay, 0, 1), "optimiser.weight_decay", o.weight_decay,
+               "must be in [0, 1]");
+  check_option(finite_in(o.clip_grad_norm, 0, 1e9), "optimiser.clip_grad_norm",
+               o.clip_grad_norm, "must be in [0, 1e9] (0: off)");
+  check_option(finite_in(o.ema_decay, 0, 1) && o.ema_decay < 1, "optimiser.ema_decay",
+               o.ema_decay, "must be in [0, 1) (0: off)");
+}
+
 namespace {
 
 bool is_backprop(Method m) { return m == Method::Draft || m == Method::DraftK; }
@@ -65,15 +81,13 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
       reward_(std::move(reward)),
       sampler_(options_.sampler, model_),
       noise_(options_.seed),
-      solver_(sampler_, {options_.lambda, options_.beta}),
+      solver_(sampler_, options_.objective),
       queue_(sampler_, noise_, queue_options(options_)),
       adjoint_queue_(solver_, sampler_, queue_.steps_per_advance()) {
   const auto& o = options_.optimiser;
-  check(o.lr > 0, "optimiser.lr = ", o.lr, " must be > 0");
-  check(o.ema_decay >= 0 && o.ema_decay < 1, "optimiser.ema_decay = ", o.ema_decay,
-        " must be in [0, 1)");
-  check(options_.method != Method::DraftK || options_.backprop_steps >= 1,
-        "backprop_steps must be >= 1 for draft-k");
+  validate(o);
+  check_option(options_.backprop_steps >= 1, "algorithm.backprop_steps", options_.backprop_steps,
+               "must be >= 1");
   select_trainable(model_, o.tune);
   params_ = model_.trainable_parameters();
   optimiser_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(o.lr)
@@ -109,7 +123,7 @@ IterationReport Trainer::step() {
     // 1. Sampling: every slot advances K/M steps with θ_k, one batched model call per step.
     queue_.advance(model_, updates_);
     // 2. Optimisation: the completed slot yields the gradient...
-    gradient = implicit_gradient(report);
+    gradient = completed_slot_gradient(report);
     // 3. ...and a fresh N(0, I) batch enters at stage 0.
     queue_.push_fresh(model_);
   }
@@ -120,22 +134,26 @@ IterationReport Trainer::step() {
   report.reward_mean = gradient->reward.mean().item<double>();
   report.reward_std = gradient->reward.std().item<double>();
   report.kl = gradient->kl.mean().item<double>();
-  report.loss = -options_.lambda * report.reward_mean + options_.beta * report.kl;
+  report.loss =
+      -options_.objective.lambda * report.reward_mean + options_.objective.beta * report.kl;
   report.lr = options_.optimiser.lr;
   return report;
 }
 
-std::optional<AdjointGradient> Trainer::implicit_gradient(IterationReport& report) {
+TunedModel Trainer::tuned() const {
+  return {model_, params_, options_.objective.beta > 0 ? &reference_ : nullptr};
+}
+
+std::optional<AdjointGradient> Trainer::completed_slot_gradient(IterationReport& report) {
   auto completed = queue_.pop_completed();
-  const ScoreModel* reference = options_.beta > 0 ? &reference_ : nullptr;
   if (options_.gradient == GradientEstimator::Adjoint) {  // full adjoint now
     if (!completed) return std::nullopt;
     report.theta_versions = completed->theta_versions;
-    return solver_.gradient(model_, reference, params_, completed->path, reward_);
+    return solver_.gradient(tuned(), completed->path, reward_);
   }
   // Algorithm 5: the adjoints walk back K/M steps per iteration with the current θ.
   if (completed) adjoint_queue_.push(std::move(*completed), reward_);
-  adjoint_queue_.walk_back(model_, reference, params_);
+  adjoint_queue_.walk_back(tuned());
   return adjoint_queue_.pop_finished();
 }
 
@@ -143,9 +161,8 @@ AdjointGradient Trainer::backprop_gradient() {
   const uint64_t stream = next_draft_stream_++;
   const auto y0 = initial_state(model_, options_.batch, noise_, stream);
   const int64_t steps = options_.method == Method::Draft ? -1 : options_.backprop_steps;
-  auto unrolled =
-      unrolled_objective(sampler_, model_, options_.beta > 0 ? &reference_ : nullptr, y0, noise_,
-                         stream, reward_, options_.lambda, options_.beta, steps);
+  auto unrolled = unrolled_objective(sampler_, tuned(), y0, {noise_, stream}, reward_,
+                                     {options_.objective, steps});
   auto grads = torch::autograd::grad({unrolled.objective.mean()}, params_, {}, false, false,
                                      /*allow_unused=*/true);
   for (size_t i = 0; i < grads.size(); ++i)

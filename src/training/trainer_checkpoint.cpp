@@ -2,6 +2,7 @@
 // moments, both queues with their paths and noise streams, the counters), written atomically.
 
 #include "idtune/core/error.h"
+#include "idtune/core/torchscript.h"
 #include "idtune/training/trainer.h"
 
 #include <torch/serialize.h>
@@ -113,7 +114,8 @@ void Trainer::load_checkpoint(const std::string& path) {
   try {
     archive.load_from(path, model_.device());
   } catch (const std::exception& e) {
-    throw Error("cannot read checkpoint '" + path + "': " + std::string(e.what()).substr(0, 200));
+    throw Error("cannot read checkpoint '" + path + "' (" + error_summary(e) +
+                "): expected a checkpoint.pt written by idtune tune");
   }
   iteration_ = read_int(archive, "iteration");
   updates_ = read_int(archive, "updates");

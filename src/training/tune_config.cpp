@@ -6,36 +6,33 @@
 
 #include <torch/torch.h>
 
+
 namespace idtune {
 
 namespace {
 
 void parse_algorithm(JsonReader reader, TrainerOptions& o) {
   reader.read_enum("method", o.method, method_names());
-  reader.read_in_range("queue_slots", o.queue_slots, 1, 100000);
+  reader.read("queue_slots", o.queue_slots);
   reader.read("warm_start", o.warm_start);
   reader.read_enum("gradient", o.gradient, gradient_estimator_names());
-  reader.read_in_range("backprop_steps", o.backprop_steps, 1, 100000);
+  reader.read("backprop_steps", o.backprop_steps);
   reader.finish();
 }
 
 void parse_objective(JsonReader reader, TrainerOptions& o) {
-  reader.read_in_range("lambda", o.lambda, 0.0, 1e6);
-  reader.read_in_range("beta", o.beta, 0.0, 1e6);
+  reader.read("lambda", o.objective.lambda);
+  reader.read("beta", o.objective.beta);
   reader.finish();
-  check(o.lambda > 0 || o.beta > 0, reader.path_of("lambda"),
-        ": lambda and beta are both 0, so there is nothing to optimise");
 }
 
 void parse_optimiser(JsonReader reader, OptimiserOptions& o) {
-  reader.read_in_range("lr", o.lr, 0.0, 10.0, /*open_low=*/true);
+  reader.read("lr", o.lr);
   reader.read("betas", o.betas);
-  for (double b : o.betas)
-    check(b >= 0 && b < 1, reader.path_of("betas"), ": each must be in [0, 1), got ", b);
-  reader.read_in_range("eps", o.eps, 0.0, 1.0, true);
-  reader.read_in_range("weight_decay", o.weight_decay, 0.0, 1.0);
-  reader.read_in_range("clip_grad_norm", o.clip_grad_norm, 0.0, 1e9);
-  reader.read_in_range("ema_decay", o.ema_decay, 0.0, 0.999999);
+  reader.read("eps", o.eps);
+  reader.read("weight_decay", o.weight_decay);
+  reader.read("clip_grad_norm", o.clip_grad_norm);
+  reader.read("ema_decay", o.ema_decay);
   reader.read("tune", o.tune);
   reader.finish();
 }
@@ -61,7 +58,7 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   reader.read("device", c.device);
   reader.read("reward", c.reward);
   reader.read_in_range("iterations", c.iterations, 1, 1000000000);
-  reader.read_in_range("batch", c.trainer.batch, 1, 1000000);
+  reader.read("batch", c.trainer.batch);
   reader.read("seed", c.trainer.seed);
   if (reader.has("sampler")) {
     auto sampler = reader.object("sampler");
@@ -72,10 +69,7 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   if (reader.has("optimiser")) parse_optimiser(reader.object("optimiser"), c.trainer.optimiser);
   if (reader.has("output")) parse_output(reader.object("output"), c.output);
   reader.finish();
-  const auto& t = c.trainer;
-  check(t.method != Method::Implicit || t.sampler.steps % t.queue_slots == 0, source,
-        ": /algorithm/queue_slots = ", t.queue_slots,
-        " must divide /sampler/steps = ", t.sampler.steps);
+  c.source = source;
   return c;
 }
 
@@ -91,7 +85,7 @@ nlohmann::json to_json(const TuneConfig& c) {
           {"batch", t.batch},
           {"seed", t.seed},
           {"sampler", to_json(t.sampler)},
-          {"objective", {{"lambda", t.lambda}, {"beta", t.beta}}},
+          {"objective", {{"lambda", t.objective.lambda}, {"beta", t.objective.beta}}},
           {"algorithm",
            {{"method", name_of(t.method, method_names())},
             {"queue_slots", t.queue_slots},

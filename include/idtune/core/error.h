@@ -29,4 +29,26 @@ void check(bool condition, const Parts&... parts) {
   if (!condition) throw Error(detail::concat(parts...));
 }
 
+/// An option outside its allowed values, thrown by the constructor that owns the rule. `key`
+/// is the option's dotted path in the configuration ("algorithm.queue_slots"), so that a
+/// config reader can name the file and JSON path without checking the rule again; what() is
+/// "<key> <detail>", e.g. "algorithm.queue_slots = 3 must divide sampler.steps = 8".
+class InvalidOption : public Error {
+ public:
+  InvalidOption(std::string key, std::string detail)
+      : Error(key + " " + detail), key_(std::move(key)), detail_(std::move(detail)) {}
+  const std::string& key() const { return key_; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string key_, detail_;
+};
+
+/// Throws InvalidOption(key, "= <value> <parts…>") unless `condition` holds.
+template <typename Value, typename... Parts>
+void check_option(bool condition, const std::string& key, const Value& value,
+                  const Parts&... parts) {
+  if (!condition) throw InvalidOption(key, detail::concat("= ", value, " ", parts...));
+}
+
 }  // namespace idtune

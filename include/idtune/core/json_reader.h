@@ -48,6 +48,10 @@ class JsonReader {
   std::vector<std::string> known_;
 };
 
+/// An InvalidOption thrown by a constructor, as "<source>: /a/b = value ..." (its dotted key
+/// as a JSON pointer into the file `source`).
+Error with_json_path(const InvalidOption& error, const std::string& source);
+
 /// Parses a JSON file; errors name the file and the parser's position.
 nlohmann::json read_json_file(const std::string& file);
 /// Writes `value` atomically (temp file + rename) with 2-space indentation.

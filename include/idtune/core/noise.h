@@ -28,4 +28,10 @@ class Noise {
   uint64_t seed_;
 };
 
+/// The noise of one batch: stream `stream` of `noise`.
+struct BatchNoise {
+  Noise noise;
+  uint64_t stream = 0;
+};
+
 }  // namespace idtune

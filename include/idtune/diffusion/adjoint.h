@@ -7,6 +7,7 @@
 // One vector-Jacobian product per step through θ's model (input and parameters), plus one
 // through the frozen reference (input only) when β > 0. Memory: the stored states only.
 
+#include "idtune/core/objective.h"
 #include "idtune/diffusion/reward_fn.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/sampling.h"
@@ -18,11 +19,12 @@
 
 namespace idtune {
 
-struct AdjointOptions {
-  /// λ ≥ 0, the reward's weight.
-  double lambda = 1.0;
-  /// β ≥ 0, the weight of the path KL to the reference (needs a stochastic sampler).
-  double beta = 0.0;
+/// What the adjoint differentiates: θ's model, the parameters of it being tuned, and the
+/// frozen reference the path KL compares with (may be null when β = 0). Held by reference.
+struct TunedModel {
+  const ScoreModel& model;
+  const std::vector<at::Tensor>& params;
+  const ScoreModel* reference = nullptr;
 };
 
 /// One step back: a_k, Σ_b ∇_θ L_k, and c_k per sample (zeros when β = 0).
@@ -49,41 +51,37 @@ struct AdjointState {
 
 class AdjointSolver {
  public:
-  /// Throws if β > 0 with a deterministic sampler or λ, β are negative. `sampler` must
-  /// outlive the solver (it is held by reference).
-  AdjointSolver(const Sampler& sampler, AdjointOptions options);
+  /// Throws InvalidOption for an invalid objective (see objective.h) or β > 0 with a
+  /// deterministic sampler. `sampler` must outlive the solver (it is held by reference).
+  AdjointSolver(const Sampler& sampler, Objective objective);
 
-  const AdjointOptions& options() const { return options_; }
+  const Objective& objective() const { return objective_; }
 
   /// One step back of the adjoint at states y whose samples are at steps k ([B] int64).
-  /// `reference` may be null when β = 0. Gradients are summed over the batch.
-  AdjointStep step(const ScoreModel& model, const ScoreModel* reference,
-                   const std::vector<at::Tensor>& params, const at::Tensor& y,
-                   const at::Tensor& a_next, const at::Tensor& k) const;
+  /// Gradients are summed over the batch.
+  AdjointStep step(const TunedModel& tuned, const at::Tensor& y, const at::Tensor& a_next,
+                   const at::Tensor& k) const;
 
   /// The adjoint at Y_K: a_K = λ ∇_y R(Y_K), R(Y_K) recorded, nothing accumulated yet.
   AdjointState start(const RewardFn& reward, const at::Tensor& y_final) const;
   /// One step back from the state at step k + 1 to step k (y = Y_k), accumulating ∇_θ and c_k.
-  void step_back(const ScoreModel& model, const ScoreModel* reference,
-                 const std::vector<at::Tensor>& params, const at::Tensor& y, int64_t k,
+  void step_back(const TunedModel& tuned, const at::Tensor& y, int64_t k,
                  AdjointState& state) const;
   /// The batch-mean gradient of a state that has walked back to step 0.
   static AdjointGradient finish(AdjointState state);
 
   /// The exact gradient over a stored path Y_0 … Y_K.
-  AdjointGradient gradient(const ScoreModel& model, const ScoreModel* reference,
-                           const std::vector<at::Tensor>& params, const SamplePath& path,
+  AdjointGradient gradient(const TunedModel& tuned, const SamplePath& path,
                            const RewardFn& reward) const;
 
   /// Paper's Algorithm 4 for deterministic samplers (β = 0): states are reconstructed
   /// backwards from Y_K with the current θ instead of stored; memory O(1) in K, approximate.
-  AdjointGradient gradient_reverse_ode(const ScoreModel& model,
-                                       const std::vector<at::Tensor>& params,
-                                       const at::Tensor& y_final, const RewardFn& reward) const;
+  AdjointGradient gradient_reverse_ode(const TunedModel& tuned, const at::Tensor& y_final,
+                                       const RewardFn& reward) const;
 
  private:
   const Sampler& sampler_;
-  AdjointOptions options_;
+  Objective objective_;
 };
 
 }  // namespace idtune

@@ -5,9 +5,10 @@
 // the full version with memory flat in K.
 
 #include "idtune/core/noise.h"
+#include "idtune/core/objective.h"
+#include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/reward_fn.h"
 #include "idtune/diffusion/sampler.h"
-#include "idtune/diffusion/score_model.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -21,11 +22,16 @@ struct UnrolledObjective {
   at::Tensor final_state;  // Y_K, detached
 };
 
-/// Samples from `y0` with the noise of batch `stream`, recording the graph of the last
-/// `backprop_steps` steps (all when < 0 or ≥ K). `reference` may be null when β = 0.
-UnrolledObjective unrolled_objective(const Sampler& sampler, const ScoreModel& model,
-                                     const ScoreModel* reference, const at::Tensor& y0,
-                                     const Noise& noise, uint64_t stream, const RewardFn& reward,
-                                     double lambda, double beta, int64_t backprop_steps = -1);
+struct UnrolledOptions {
+  Objective objective;
+  /// Record the graph of the last `backprop_steps` steps only (all when < 0 or ≥ K).
+  int64_t backprop_steps = -1;
+};
+
+/// Samples from `y0` with the batch's noise, recording the graph through θ's model. The
+/// reference of `tuned` may be null when β = 0; its `params` are not used.
+UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& tuned,
+                                     const at::Tensor& y0, const BatchNoise& noise,
+                                     const RewardFn& reward, const UnrolledOptions& options = {});
 
 }  // namespace idtune

@@ -63,7 +63,8 @@ class Sampler {
 
   const SamplerOptions& options() const { return options_; }
   int64_t num_steps() const { return static_cast<int64_t>(steps_.size()); }
-  const ChainStep& step(int64_t k) const { return steps_.at(k); }
+  /// The table row of chain step k: (τ_k, a_k, b_k, σ_k).
+  const ChainStep& coefficients(int64_t k) const { return steps_.at(k); }
   /// True when every σ_k > 0 (the path KL is finite).
   bool stochastic() const;
   /// True when some σ_k > 0: the chain needs noise.

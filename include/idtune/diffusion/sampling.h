@@ -36,4 +36,17 @@ at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stre
 SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
                        const Noise& noise, uint64_t stream);
 
+/// The end of θ's chain and its path KL to a reference (spec §3).
+struct SampleWithKl {
+  at::Tensor final_state;  // Y_K
+  at::Tensor kl;           // Σ_k c_k per sample: the Girsanov estimate of KL(P_θ ‖ P_ref)
+};
+
+/// Runs all K steps of θ's chain from `y0` without gradient, adding up per sample the Girsanov
+/// increments c_k = ‖m_θ − m_ref‖² / 2σ_k² with the reference's mean on θ's path. Needs a
+/// stochastic sampler (the KL is infinite where σ_k = 0).
+SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model,
+                                 const ScoreModel& reference, const at::Tensor& y0,
+                                 const BatchNoise& noise);
+
 }  // namespace idtune

@@ -90,9 +90,13 @@ struct LangevinConfig {
   /// hexagon reward, sigmoid gate, α = 0.7).
   PointRewardConfig guide = smoothed_hexagon_reward();
   LangevinOutputOptions output;
+  /// The file it was read from, for messages (not part of the configuration).
+  std::string source;
 };
 
-/// Parses and validates; `source` names the file in messages.
+/// Reads the JSON into the structs (unknown keys, types and names refused with the JSON path;
+/// `source` names the file). Rules the trainer owns are checked once, by LangevinTrainer, and
+/// LangevinRun adds the file and JSON path to their messages.
 LangevinConfig parse_langevin_config(const nlohmann::json& json, const std::string& source);
 nlohmann::json to_json(const LangevinConfig& config);
 

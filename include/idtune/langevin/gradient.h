@@ -9,6 +9,7 @@
 // Descending Γ_rew increases the reward; descending Γ_ref decreases the KL. (The public JAX
 // code adds Γ_ref, which ascends the KL.)
 
+#include "idtune/core/objective.h"
 #include "idtune/langevin/potential.h"
 
 #include <ATen/core/Tensor.h>
@@ -23,17 +24,11 @@ at::Tensor reward_gradient(const Potential& potential, const at::Tensor& x, cons
 at::Tensor reference_gradient(const Potential& potential, const at::Tensor& x,
                               const at::Tensor& theta, const at::Tensor& reference);
 
-/// Weights of F = −λ E[R] + β KL(p_ref ‖ π).
-struct ObjectiveWeights {
-  double lambda = 1.0;
-  double beta = 0.0;
-};
-
 /// λ Γ_rew + β Γ_ref in one vector-Jacobian product per point set (the particles' weights
 /// λ(Rₙ − R̄)/n − β/n are combined first). `rewards` may be undefined when λ = 0 and
 /// `reference` when β = 0.
-at::Tensor implicit_gradient(const Potential& potential, const at::Tensor& x,
+at::Tensor descent_direction(const Potential& potential, const at::Tensor& x,
                              const at::Tensor& theta, const at::Tensor& rewards,
-                             const at::Tensor& reference, const ObjectiveWeights& weights);
+                             const at::Tensor& reference, const Objective& weights);
 
 }  // namespace idtune

@@ -47,7 +47,7 @@ struct LangevinTrainerOptions {
   int64_t particles = 1000;
   /// γ, the Langevin step size.
   double gamma = 0.2;
-  ObjectiveWeights objective;
+  Objective objective;
   ThetaOptimiser optimiser = ThetaOptimiser::Sgd;
   /// η.
   double lr = 0.1;

@@ -32,8 +32,7 @@ class AdjointQueue {
   /// A completed path enters: a_K = λ∇R(Y_K).
   void push(QueueSlot completed, const RewardFn& reward);
   /// Every slot walks back K/M steps with the current θ.
-  void walk_back(const ScoreModel& model, const ScoreModel* reference,
-                 const std::vector<at::Tensor>& params);
+  void walk_back(const TunedModel& tuned);
   /// The gradient of the slot that reached step 0 (∇_θ of its batch mean of J), if any.
   std::optional<AdjointGradient> pop_finished();
 

@@ -16,7 +16,6 @@
 //   <file.pt>         a TorchScript module whose forward maps x [B, C, H, W] -> [B]
 
 #include "idtune/diffusion/model_card.h"
-#include "idtune/core/name_table.h"
 #include "idtune/diffusion/reward_fn.h"
 
 #include <ATen/core/Tensor.h>
@@ -27,10 +26,6 @@
 #include <string>
 
 namespace idtune {
-
-/// The built-in reward names (TorchScript files are recognised by their `.pt` ending).
-enum class BuiltinReward { Brightness, Red, ChannelMean, Classifier };
-const NameTable<BuiltinReward>& builtin_reward_names();
 
 class Reward {
  public:

@@ -5,6 +5,7 @@
 // queue (Algorithm 5). The baselines run on the same engine: the nested loop (M = 1) and
 // backpropagation through the sampler (DRaFT, DRaFT-k).
 
+#include "idtune/core/objective.h"
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/training/adjoint_queue.h"
 #include "idtune/core/name_table.h"
@@ -47,6 +48,9 @@ struct OptimiserOptions {
   std::vector<std::string> tune;
 };
 
+/// Throws InvalidOption ("optimiser.<key>") for a value outside its range.
+void validate(const OptimiserOptions& options);
+
 struct TrainerOptions {
   SamplerOptions sampler;
   Method method = Method::Implicit;
@@ -60,8 +64,7 @@ struct TrainerOptions {
   /// B, samples per batch (per slot).
   int64_t batch = 16;
   /// F = −λ E[R] + β KL(π_θ ‖ π_ref).
-  double lambda = 1.0;
-  double beta = 0.0;
+  Objective objective;
   OptimiserOptions optimiser;
   /// Seed of every noise draw: Y_0 and ξ of each batch are replayable from it.
   uint64_t seed = 0;
@@ -107,7 +110,10 @@ class Trainer {
 
  private:
   void fill_queue();
-  std::optional<AdjointGradient> implicit_gradient(IterationReport& report);
+  /// The gradient of the queue's completed slot (Implicit, Nested), once one is ready.
+  std::optional<AdjointGradient> completed_slot_gradient(IterationReport& report);
+  /// What the gradients differentiate: θ, its tuned parameters, the reference when β > 0.
+  TunedModel tuned() const;
   AdjointGradient backprop_gradient();
   double apply(std::vector<at::Tensor> ascent);
   void update_ema();

@@ -38,9 +38,13 @@ struct TuneConfig {
   int64_t iterations = 100;
   TrainerOptions trainer;
   OutputOptions output;
+  /// The file it was read from, for messages (not part of the configuration).
+  std::string source;
 };
 
-/// Parses and validates; `source` names the file in messages.
+/// Reads the JSON into the structs: unknown keys, wrong types and unknown names are refused
+/// with the JSON path; `source` names the file in messages. Value rules are checked once, by
+/// the constructors that own them (TuneRun adds the file and JSON path to their messages).
 TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& source);
 nlohmann::json to_json(const TuneConfig& config);
 

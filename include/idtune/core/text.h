@@ -1,0 +1,19 @@
+#pragma once
+// Small text helpers for messages.
+
+#include <c10/util/ArrayRef.h>
+
+#include <cstdint>
+#include <string>
+
+namespace idtune {
+
+/// "[2, 1, 28, 28]".
+std::string shape_string(c10::IntArrayRef sizes);
+/// The text up to its first newline.
+std::string first_line(const std::string& text);
+/// Without leading and trailing whitespace.
+std::string trim(const std::string& text);
+bool ends_with(const std::string& text, const std::string& suffix);
+
+}  // namespace idtune
