@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
+
 namespace idtune {
 namespace {
 
@@ -231,6 +233,84 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
   auto ea = uninterrupted.export_model().trainable_parameters();
   auto eb = resumed.export_model().trainable_parameters();
   for (size_t i = 0; i < ea.size(); ++i) EXPECT_TRUE(torch::equal(ea[i], eb[i])) << "EMA " << i;
+}
+
+/// A checkpoint of a run with these options and this model, after one step.
+TrainerOptions checkpoint_options() {
+  TrainerOptions o;
+  o.sampler = {SamplerKind::SdeEuler, 4, kTMin};
+  o.queue_slots = 2;
+  o.batch = 2;
+  o.objective.beta = 0.1;
+  o.optimiser.lr = 1e-2;
+  return o;
+}
+
+/// One field of the signature changed between the saving and the resuming run.
+struct Mismatch {
+  std::string field;
+  std::function<void(TrainerOptions&, TinyUNetOptions&)> change;
+};
+
+TEST(Checkpoint, RefusesEveryFieldOfTheSignatureThatDiffers) {
+  testing::TempDir dir;
+  auto reward = [](const at::Tensor& x) { return x.flatten(1).mean(1); };
+  {
+    Trainer saving(checkpoint_options(), make_tiny_unet({}), reward);
+    saving.step();
+    saving.save_checkpoint(dir.file("ckpt.pt"));
+  }
+  const std::vector<Mismatch> mismatches = {
+      {"sampler.steps", [](auto& o, auto&) { o.sampler.steps = 8; }},
+      {"algorithm.queue_slots", [](auto& o, auto&) { o.queue_slots = 4; }},
+      {"batch", [](auto& o, auto&) { o.batch = 3; }},
+      {"sampler.kind", [](auto& o, auto&) { o.sampler.kind = SamplerKind::Ddpm; }},
+      {"sampler.table", [](auto& o, auto&) { o.sampler.t_min = 2e-2; }},
+      {"algorithm.method", [](auto& o, auto&) { o.method = Method::Nested; }},
+      {"algorithm.gradient", [](auto& o, auto&) { o.gradient = GradientEstimator::DoubleQueue; }},
+      {"algorithm.warm_start", [](auto& o, auto&) { o.warm_start = false; }},
+      {"algorithm.backprop_steps", [](auto& o, auto&) { o.backprop_steps = 2; }},
+      {"dtype", [](auto&, auto& m) { m.model.dtype = c10::kFloat; }},
+      {"objective.lambda", [](auto& o, auto&) { o.objective.lambda = 2.0; }},
+      {"objective.beta", [](auto& o, auto&) { o.objective.beta = 0.2; }},
+      {"seed", [](auto& o, auto&) { o.seed = 7; }},
+      {"optimiser.ema", [](auto& o, auto&) { o.optimiser.ema_decay = 0.9; }},
+      {"tuned_parameters", [](auto& o, auto&) { o.optimiser.tune = {"^up_"}; }},
+      {"tuned_parameters", [](auto&, auto& m) { m.width = 4; }},
+  };
+  for (const auto& mismatch : mismatches) {
+    auto options = checkpoint_options();
+    TinyUNetOptions model;
+    mismatch.change(options, model);
+    Trainer resuming(options, make_tiny_unet(model), reward);
+    const auto before = resuming.model().trainable_parameters()[0].clone();
+    testing::expect_error([&] { resuming.load_checkpoint(dir.file("ckpt.pt")); },
+                          {"ckpt.pt", "saved " + mismatch.field + " = ",
+                           ", this run " + mismatch.field + " = "});
+    EXPECT_EQ(resuming.iteration(), 0) << mismatch.field << ": refused, but counters changed";
+    EXPECT_TRUE(torch::equal(before, resuming.model().trainable_parameters()[0]))
+        << mismatch.field << ": refused, but θ changed";
+  }
+  // The same settings resume.
+  Trainer same(checkpoint_options(), make_tiny_unet({}), reward);
+  same.load_checkpoint(dir.file("ckpt.pt"));
+  EXPECT_EQ(same.iteration(), 1);
+}
+
+TEST(Checkpoint, QueueRestoreRefusesSlotsThatDoNotFit) {
+  auto model = make_tiny_unet({});
+  Sampler sampler({SamplerKind::SdeEuler, 4, kTMin}, model);
+  Noise noise(1);
+  SampleQueue source(sampler, noise, {2, 3});
+  source.warm_start(model, 0);
+  SampleQueue wider(sampler, noise, {2, 4});
+  testing::expect_error([&] { wider.restore(source.slots(), source.next_stream()); },
+                        {"queue restore", "batch = 4"});
+  SampleQueue single(sampler, noise, {1, 3});
+  testing::expect_error([&] { single.restore(source.slots(), source.next_stream()); },
+                        {"queue restore", "2 saved slots", "this queue has 1"});
+  SampleQueue same(sampler, noise, {2, 3});
+  EXPECT_NO_THROW(same.restore(source.slots(), source.next_stream()));
 }
 
 }  // namespace

@@ -67,6 +67,23 @@ std::optional<QueueSlot> SampleQueue::pop_completed() {
 }
 
 void SampleQueue::restore(std::deque<QueueSlot> slots, uint64_t next_stream) {
+  const int64_t K = sampler_.num_steps();
+  check(static_cast<int64_t>(slots.size()) <= options_.slots, "queue restore: ", slots.size(),
+        " saved slots, this queue has ", options_.slots);
+  int64_t previous_steps = K + 1;
+  for (const auto& slot : slots) {
+    const auto& storage = slot.path.storage;
+    check(storage.dim() >= 2 && storage.size(0) == K + 1 && storage.size(1) == options_.batch,
+          "queue restore: a saved slot holds ", storage.sizes(), ", this queue needs [K + 1 = ",
+          K + 1, ", batch = ", options_.batch, ", ...]");
+    const int64_t done = slot.steps_done();
+    check(done >= 0 && done < K && done % steps_per_advance_ == 0 && done < previous_steps,
+          "queue restore: a saved slot has done ", done, " steps; this queue's slots stand at ",
+          "multiples of K/M = ", steps_per_advance_, " below K = ", K, ", oldest first");
+    check(slot.stream < next_stream, "queue restore: slot stream ", slot.stream,
+          " is not below the next stream ", next_stream);
+    previous_steps = done;
+  }
   slots_ = std::move(slots);
   next_stream_ = next_stream;
 }

@@ -5,6 +5,7 @@
 #include "idtune/core/torchscript.h"
 #include "idtune/training/trainer.h"
 
+#include <nlohmann/json.hpp>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -83,10 +84,55 @@ AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int
   return slot;
 }
 
+/// A value for a message, cut to a readable length.
+std::string brief(const nlohmann::json& value) {
+  std::string text = value.dump();
+  return text.size() > 120 ? text.substr(0, 117) + "..." : text;
+}
+
+/// Throws "saved X, this run Y" for the first field of `current` that `saved` does not share.
+void check_signature(const nlohmann::json& saved, const nlohmann::json& current,
+                     const std::string& path) {
+  for (const auto& [key, value] : current.items()) {
+    const bool same = saved.contains(key) && saved[key] == value;
+    check(same, "checkpoint '", path, "' was written by a different run: saved ", key, " = ",
+          saved.contains(key) ? brief(saved[key]) : "(none)", ", this run ", key, " = ",
+          brief(value), " (resume with the run's own settings, or start a new run)");
+  }
+}
+
 }  // namespace
+
+nlohmann::json Trainer::signature() const {
+  const auto& o = options_;
+  std::vector<double> tau, a, b, sigma;
+  for (int64_t k = 0; k < sampler_.num_steps(); ++k) {
+    const auto& c = sampler_.coefficients(k);
+    tau.push_back(c.tau), a.push_back(c.a), b.push_back(c.b), sigma.push_back(c.sigma);
+  }
+  nlohmann::json parameters = nlohmann::json::array();
+  for (const auto& [name, p] : model_.named_parameters())
+    if (p.requires_grad()) parameters.push_back({name, p.sizes().vec()});
+  return {{"sampler.steps", sampler_.num_steps()},
+          {"algorithm.queue_slots", o.queue_slots},
+          {"batch", o.batch},
+          {"sampler.kind", name_of(o.sampler.kind, sampler_names())},
+          {"sampler.table", {{"tau", tau}, {"a", a}, {"b", b}, {"sigma", sigma}}},
+          {"algorithm.method", name_of(o.method, method_names())},
+          {"algorithm.gradient", name_of(o.gradient, gradient_estimator_names())},
+          {"algorithm.warm_start", o.warm_start},
+          {"algorithm.backprop_steps", o.backprop_steps},
+          {"dtype", c10::toString(model_.dtype())},
+          {"objective.lambda", o.objective.lambda},
+          {"objective.beta", o.objective.beta},
+          {"seed", o.seed},
+          {"optimiser.ema", o.optimiser.ema_decay > 0},
+          {"tuned_parameters", parameters}};
+}
 
 void Trainer::save_checkpoint(const std::string& path) const {
   OutputArchive archive;
+  archive.write("signature", c10::IValue(signature().dump()));
   write_int(archive, "iteration", iteration_);
   write_int(archive, "updates", updates_);
   write_int(archive, "next_draft_stream", static_cast<int64_t>(next_draft_stream_));
@@ -117,6 +163,10 @@ void Trainer::load_checkpoint(const std::string& path) {
     throw Error("cannot read checkpoint '" + path + "' (" + error_summary(e) +
                 "): expected a checkpoint.pt written by idtune tune");
   }
+  c10::IValue saved;
+  check(archive.try_read("signature", saved) && saved.isString(), "checkpoint '", path,
+        "' has no run signature (written by an idtune before 0.1.0): start a new run");
+  check_signature(nlohmann::json::parse(saved.toStringRef()), signature(), path);
   iteration_ = read_int(archive, "iteration");
   updates_ = read_int(archive, "updates");
   next_draft_stream_ = static_cast<uint64_t>(read_int(archive, "next_draft_stream"));

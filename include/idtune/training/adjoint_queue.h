@@ -37,7 +37,8 @@ class AdjointQueue {
   std::optional<AdjointGradient> pop_finished();
 
   const std::deque<AdjointSlot>& slots() const { return slots_; }
-  void restore(std::deque<AdjointSlot> slots) { slots_ = std::move(slots); }
+  /// Checkpoint restore; throws if a slot does not fit this sampler (K, batches).
+  void restore(std::deque<AdjointSlot> slots);
 
  private:
   const AdjointSolver& solver_;

@@ -52,6 +52,8 @@ class SampleQueue {
   const std::deque<QueueSlot>& slots() const { return slots_; }
   /// Queue state for checkpoints: the slots and the next unused noise stream.
   uint64_t next_stream() const { return next_stream_; }
+  /// Checkpoint restore; throws if the slots do not fit this queue (count ≤ M, batch B,
+  /// K + 1 states, staggered stages at multiples of K/M, oldest first).
   void restore(std::deque<QueueSlot> slots, uint64_t next_stream);
 
  private:

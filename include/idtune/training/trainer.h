@@ -15,6 +15,8 @@
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/score_model.h"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <array>
 #include <memory>
 #include <optional>
@@ -104,9 +106,16 @@ class Trainer {
   /// θ with its EMA weights when EMA is on (a copy), else θ itself.
   ScoreModel export_model() const;
 
-  /// Everything needed to continue bit-identically: θ, EMA, Adam, both queues, counters.
+  /// Everything needed to continue bit-identically: θ, EMA, Adam, both queues, counters, and
+  /// the run's signature (see signature()).
   void save_checkpoint(const std::string& path) const;
+  /// Restores a checkpoint; throws idtune::Error "saved X, this run Y" for every field of the
+  /// signature that differs, before anything is changed.
   void load_checkpoint(const std::string& path);
+  /// What a checkpoint must share with the run that resumes it: K, M, B, the sampler's kind
+  /// and table, method, gradient estimator, warm start, backprop steps, dtype, λ, β, seed,
+  /// EMA on/off, and θ's tuned parameter names and shapes.
+  nlohmann::json signature() const;
 
  private:
   void fill_queue();
