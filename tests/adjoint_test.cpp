@@ -4,7 +4,7 @@
 // approaches it as K grows.
 
 #include "idtune/diffusion/adjoint.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"

@@ -1,14 +1,9 @@
 #pragma once
-// Problems with known answers shared by the tests (spec §7), and small test utilities.
-
-#include "idtune/core/error.h"
+// Problems with known answers shared by the tests (spec §7).
 
 #include <ATen/core/Tensor.h>
-#include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
-#include <string>
 #include <vector>
 
 namespace idtune::testing {
@@ -52,39 +47,5 @@ inline double sde_limit_mean(double theta, double t_max, double t_min) {
 inline double ode_limit_mean(double theta, double t_max, double t_min) {
   return theta * (std::exp(-t_min) - std::exp(-t_max));
 }
-
-/// max |a − b| / max(|b|) over a list of tensors, in float64.
-double relative_error(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b);
-
-/// Runs `action`, which must throw idtune::Error whose message contains every `fragment`.
-template <typename Action>
-void expect_error(Action action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-    ADD_FAILURE() << "no error thrown; expected one mentioning '" << fragments.front() << "'";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message: " << e.what() << "\nmissing: " << f;
-  }
-}
-
-/// Exit status and combined stdout + stderr of a shell command.
-struct Result {
-  int status;
-  std::string output;
-};
-Result run(const std::string& command);
-
-/// A fresh directory under the system temp dir, removed when the object dies.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace idtune::testing

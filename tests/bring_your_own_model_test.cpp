@@ -2,7 +2,7 @@
 // never seen (ε-prediction, ddpm-discrete schedule, integer time) is exported by
 // scripts/export_model.py, tuned by `idtune tune`, and the tuned TorchScript runs in Python.
 
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/json_reader.h"
 
 #include <gtest/gtest.h>

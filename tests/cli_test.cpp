@@ -2,7 +2,7 @@
 // Python, and bad input of every kind refused with a clear message, a non-zero exit and no
 // checkpoint left behind.
 
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/toy_models.h"
 

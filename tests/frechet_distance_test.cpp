@@ -2,7 +2,7 @@
 // statistics that recover the exact value, and clear errors for bad input.
 
 #include "idtune/eval/frechet_distance.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/error.h"
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // The idx reader: pixel mapping, limits, and refusals of files that are not idx.
 
 #include "idtune/eval/idx_images.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -2,7 +2,7 @@
 // range to 0..255, RGB landing in OpenCV's BGR, atomic writes, and clear errors.
 
 #include "idtune/eval/image_grid.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/error.h"
 
 #include <gtest/gtest.h>

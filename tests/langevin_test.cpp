@@ -4,7 +4,7 @@
 // `idtune langevin` command.
 
 #include "idtune/langevin/chain.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/langevin/gaussian_mixture.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/langevin/config.h"

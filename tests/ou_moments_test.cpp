@@ -2,6 +2,7 @@
 // moments, and their continuous-time limits as K grows.
 
 #include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
 

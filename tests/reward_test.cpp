@@ -3,7 +3,7 @@
 
 #include "idtune/training/reward.h"
 
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/error.h"
 
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // every kind of bad input.
 
 #include "idtune/diffusion/score_model.h"
-#include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/core/error.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/toy_models.h"

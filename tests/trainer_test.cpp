@@ -3,6 +3,7 @@
 
 #include "idtune/training/trainer.h"
 #include "analytic_problems.h"
+#include "test_helpers.h"
 #include "idtune/training/adjoint_queue.h"
 #include "idtune/diffusion/toy_models.h"
 

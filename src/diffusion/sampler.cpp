@@ -41,7 +41,10 @@ std::vector<double> time_grid(const SamplerOptions& o, const Schedule& schedule)
     check_option(K <= last, "sampler.steps", K, "is more than the ", int64_t(last) + 1,
                  " training steps of the ddpm-discrete schedule allow (at most ", int64_t(last),
                  ")");
-    for (int64_t k = 0; k <= K; ++k) grid[k] = std::round(last * (1.0 - double(k) / K));
+    // i_k = round(N_last (K − k) / K), halves up, in exact integer arithmetic (std::round of
+    // the floating-point quotient rounds 1.5 down when it comes out as 1.4999…).
+    const auto n_last = static_cast<int64_t>(last);
+    for (int64_t k = 0; k <= K; ++k) grid[k] = double((2 * n_last * (K - k) + K) / (2 * K));
   } else {
     check_option(o.t_min > 0 && o.t_min < schedule.t_max(), "sampler.t_min", o.t_min,
                  "must lie in (0, t_max = ", schedule.t_max(), ") of the model's schedule");

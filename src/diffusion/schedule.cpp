@@ -30,7 +30,11 @@ ScheduleOptions parse_schedule(JsonReader& reader) {
       reader.read_in_range("beta_max", o.beta_max, o.beta_min, 1e4);
       break;
     case ScheduleKind::Cosine:
-      reader.read_in_range("t_max", o.t_max, 0.0, 1.0, true);
+      // ᾱ(1) = 0: β(t) and the score are infinite at t = 1, so t_max is required and < 1.
+      reader.require("t_max", o.t_max);
+      check(o.t_max > 0 && o.t_max < 1, reader.path_of("t_max"), ": ", o.t_max,
+            " must lie in (0, 1): the cosine schedule's signal vanishes at t = 1, where beta(t) "
+            "and the score are infinite (0.99 is usual)");
       reader.read_in_range("cosine_s", o.cosine_s, 0.0, 1.0, true);
       break;
     case ScheduleKind::DdpmDiscrete:
