@@ -10,7 +10,7 @@ The same algorithm as `idtune tune` with `algorithm.method` implicit (M = queue_
 * the model file is loaded with torch.jit.load (twice: θ, tuned; θ_ref, frozen for the KL);
 * the sampler is the Gaussian chain Y_{k+1} = a_k Y_k + b_k s(Y_k, τ_k) + σ_k ξ_k of the config's
   sampler (ddpm or sde-euler on the model card's continuous schedule, uniform or quadratic
-  spacing), the table computed in float64 as src/sampler.cpp does; ε-prediction: s = −ε/σ(τ);
+  spacing), the table computed in float64 as src/diffusion/sampler.cpp does; ε-prediction: s = −ε/σ(τ);
 * a queue of M slots, each a [K+1, B, C, H, W] path; one outer iteration advances every slot
   K/M steps with ONE model call of M·B samples per step (under torch.no_grad), pops the slot
   that completed K steps, computes its gradient, takes an Adam step and pushes a fresh N(0, I)
@@ -103,7 +103,7 @@ def beta_of(card, t):
 
 
 def chain_table(card, sampler):
-    """(τ_k, a_k, b_k, σ_k) for k < K, in float64 as src/sampler.cpp computes them."""
+    """(τ_k, a_k, b_k, σ_k) for k < K, in float64 as src/diffusion/sampler.cpp computes them."""
     K, t_min = sampler.get("steps", 100), sampler.get("t_min", 1e-3)
     t_max = card["schedule"]["t_max"]
     quadratic = sampler.get("spacing", "uniform") == "quadratic"
