@@ -15,9 +15,9 @@
 // Options: --batch B (64) --size S (28) --width W (32) --steps K (64) --beta β (0.1, the β>0
 // case of --timing; --memory uses it only when given) --reps N (30) --warmup N (3).
 
+#include "idtune/core/runtime.h"
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
-#include "idtune/core/runtime.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
@@ -263,9 +263,8 @@ std::vector<at::Tensor> gradient(const Config& c, const Sampler& sampler, const 
         .grad;
   }
   // Autograd keeps every step's activations until the backward pass.
-  const auto unrolled =
-      idtune::unrolled_objective(sampler, {model, params, reference}, y0, {noise, 0}, reward,
-                                 {{1.0, beta}});
+  const auto unrolled = idtune::unrolled_objective(sampler, {model, params, reference}, y0,
+                                                   {noise, 0}, reward, {{1.0, beta}});
   return torch::autograd::grad({unrolled.objective.mean()}, params);
 }
 
@@ -284,7 +283,8 @@ int run_memory(const Config& c) {
     torch::NoGradGuard no_grad;
     const auto y1 = sampler.advance(model, y0, k, idtune::step_noise(model, noise, 0, 0, c.batch));
     const auto params = model.trainable_parameters();
-    AdjointSolver(sampler, {1.0, with_kl ? c.beta : 0.0}).step({model, params, &reference}, y0, y1, k);
+    AdjointSolver(sampler, {1.0, with_kl ? c.beta : 0.0})
+        .step({model, params, &reference}, y0, y1, k);
   }
   const double rss_before = current_rss_mib(), peak_before = peak_rss_mib();
   const auto start = std::chrono::steady_clock::now();

@@ -20,10 +20,10 @@ int main(int argc, char** argv) try {
   const double target = argc > 2 ? std::atof(argv[2]) : 2.0;
 
   idtune::TrainerOptions options;
-  options.sampler.steps = 40;         // K
-  options.queue_slots = 4;            // M
-  options.batch = 256;                // B, samples per slot
-  options.objective = {1.0, 0.0};     // λ, β: F = −λ E[R] + β KL, reward only
+  options.sampler.steps = 40;      // K
+  options.queue_slots = 4;         // M
+  options.batch = 256;             // B, samples per slot
+  options.objective = {1.0, 0.0};  // λ, β: F = −λ E[R] + β KL, reward only
   options.optimiser.lr = 0.05;
   options.optimiser.tune = {"^theta$"};  // parameter names to tune (regular expressions)
   const auto reward = [target](const at::Tensor& x) {

@@ -4,10 +4,10 @@
 // approaches it as K grows.
 
 #include "idtune/diffusion/adjoint.h"
-#include "test_helpers.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -79,9 +79,8 @@ TEST_P(AdjointMatchesAutograd, GradientAndKl) {
   auto adjoint =
       AdjointSolver(sampler, {lambda, c.beta}).gradient({model, params, &reference}, path, reward);
 
-  auto unrolled =
-      unrolled_objective(sampler, {model, params, &reference}, y0, {noise, kStream}, reward,
-                         {{lambda, c.beta}});
+  auto unrolled = unrolled_objective(sampler, {model, params, &reference}, y0, {noise, kStream},
+                                     reward, {{lambda, c.beta}});
   auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
 
   const double error = testing::relative_error(adjoint.grad, autograd);

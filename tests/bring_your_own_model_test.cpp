@@ -2,8 +2,8 @@
 // never seen (ε-prediction, ddpm-discrete schedule, integer time) is exported by
 // scripts/export_model.py, tuned by `idtune tune`, and the tuned TorchScript runs in Python.
 
-#include "test_helpers.h"
 #include "idtune/core/json_reader.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 

@@ -2,9 +2,9 @@
 // Python, and bad input of every kind refused with a clear message, a non-zero exit and no
 // checkpoint left behind.
 
-#include "test_helpers.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 
@@ -182,7 +182,8 @@ TEST_F(CliTest, UnknownKeysAreNamedByTheirJsonPath) {
 TEST_F(CliTest, OutOfRangeAndInvalidValues) {
   expect_refused([](Json& c) { c["sampler"]["kind"] = "euler"; },
                  {"/sampler/kind", "sde-euler, ode-euler, ddpm, ddim"});
-  expect_refused([](Json& c) { c["sampler"]["steps"] = 0; }, {"/sampler/steps = 0", "must be in [1, 100000]"});
+  expect_refused([](Json& c) { c["sampler"]["steps"] = 0; },
+                 {"/sampler/steps = 0", "must be in [1, 100000]"});
   expect_refused([](Json& c) { c["algorithm"]["queue_slots"] = 3; },
                  {"/algorithm/queue_slots = 3", "must divide"});
   expect_refused([](Json& c) { c["algorithm"]["method"] = "single-loop"; },
@@ -196,8 +197,13 @@ TEST_F(CliTest, OutOfRangeAndInvalidValues) {
         c["objective"] = {{"lambda", 0}, {"beta", 0}};
       },
       {"nothing to optimise"});
-  expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; }, {"/optimiser/lr = 0", "must be in (0, 10]"});
-  expect_refused([](Json& c) { c["optimiser"]["betas"] = {0.9, 1.5}; }, {"/optimiser/betas = 1.5", "[0, 1)"});
+  expect_refused([](Json& c) { c["optimiser"]["lr"] = 0; },
+                 {"/optimiser/lr = 0", "must be in (0, 10]"});
+  expect_refused(
+      [](Json& c) {
+        c["optimiser"]["betas"] = {0.9, 1.5};
+      },
+      {"/optimiser/betas = 1.5", "[0, 1)"});
   expect_refused([](Json& c) { c["dtype"] = "float16"; }, {"/dtype", "float32, float64"});
   expect_refused([](Json& c) { c["batch"] = "many"; }, {"/batch", "wrong type"});
   expect_refused([](Json& c) { c["output"]["grid_samples"] = 0; }, {"/output/grid_samples"});
@@ -223,6 +229,13 @@ TEST_F(CliTest, MissingOrBrokenModelFiles) {
   std::ofstream(dir_.file("junk.pt")) << "junk";
   std::filesystem::copy_file(dir_.file("unet.json"), dir_.file("junk.json"));
   expect_refused([&](Json& c) { c["model"] = dir_.file("junk.pt"); }, {"junk.pt", "cannot load"});
+}
+
+TEST_F(CliTest, SamplingFlagsAreNamedInErrors) {
+  const auto r = idtune("sample --model " + dir_.file("unet.pt") + " --steps 0 --out " +
+                        dir_.file("grid.png"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--steps = 0 must be in [1, 100000]"), std::string::npos) << r.output;
 }
 
 TEST_F(CliTest, SetOverridesAndResumeMistakes) {

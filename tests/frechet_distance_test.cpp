@@ -2,8 +2,8 @@
 // statistics that recover the exact value, and clear errors for bad input.
 
 #include "idtune/eval/frechet_distance.h"
-#include "test_helpers.h"
 #include "idtune/core/error.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

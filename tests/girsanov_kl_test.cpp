@@ -2,11 +2,11 @@
 // between the two Gaussian chains' joint laws of (Y_0, …, Y_K).
 
 #include "analytic_problems.h"
-#include "test_helpers.h"
-#include "idtune/diffusion/adjoint.h"
 #include "idtune/core/error.h"
+#include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -77,9 +77,9 @@ TEST(GirsanovKl, MatchesClosedFormKlBetweenGaussianChains) {
 
   // The sampling loop's own estimate (idtune eval) walks the same path with the same noise.
   const auto sampled = sample_with_path_kl(sampler, model, reference, y0, {noise, 0});
-  EXPECT_LT(testing::relative_error({sampled.kl, sampled.final_state},
-                                    {result.kl, path.final_state()}),
-            kSameArithmeticTolerance);
+  EXPECT_LT(
+      testing::relative_error({sampled.kl, sampled.final_state}, {result.kl, path.final_state()}),
+      kSameArithmeticTolerance);
 }
 
 TEST(GirsanovKl, IsZeroForTheReferenceItself) {
@@ -90,7 +90,8 @@ TEST(GirsanovKl, IsZeroForTheReferenceItself) {
   auto path = sample_path(sampler, model, initial_state(model, 64, noise, 0), noise, 0);
   auto reward = [](const at::Tensor& x) { return x.flatten(1).sum(1); };
   const auto params = model.trainable_parameters();
-  auto result = AdjointSolver(sampler, {1.0, 2.0}).gradient({model, params, &reference}, path, reward);
+  auto result =
+      AdjointSolver(sampler, {1.0, 2.0}).gradient({model, params, &reference}, path, reward);
   EXPECT_EQ(result.kl.abs().max().item<double>(), 0.0);
 }
 
@@ -98,8 +99,11 @@ TEST(GirsanovKl, RefusesBetaWithDeterministicSampler) {
   auto model = make_ou_gaussian_model({});
   for (auto kind : {SamplerKind::OdeEuler, SamplerKind::Ddim}) {
     Sampler sampler({kind, 4, kTMin}, model);
-    testing::expect_error([&] { AdjointSolver(sampler, {1.0, 0.1}); },
-                          {"objective.beta = 0.1", "deterministic", "sde-euler or ddpm"});
+    testing::expect_error(
+        [&] {
+          AdjointSolver(sampler, {1.0, 0.1});
+        },
+        {"objective.beta = 0.1", "deterministic", "sde-euler or ddpm"});
   }
 }
 

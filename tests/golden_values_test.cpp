@@ -25,9 +25,7 @@ constexpr double kTableTolerance = 1e-12;
 // The gradient sums K steps of vector-Jacobian products in a different order than autograd.
 constexpr double kGradientTolerance = 1e-10;
 
-at::Tensor f64(const std::vector<double>& values) {
-  return torch::tensor(values, torch::kFloat64);
-}
+at::Tensor f64(const std::vector<double>& values) { return torch::tensor(values, torch::kFloat64); }
 
 const nlohmann::json& golden() {
   static const nlohmann::json json = read_json_file(kGolden + "golden_values.json");
@@ -58,13 +56,13 @@ TEST(GoldenValues, SamplerTablesMatchPlainPyTorch) {
       const auto& c = sampler.coefficients(k);
       tau.push_back(c.tau), a.push_back(c.a), b.push_back(c.b), sigma.push_back(c.sigma);
     }
-    for (const auto& [name, computed] :
-         std::map<std::string, std::vector<double>>{{"tau", tau}, {"a", a}, {"b", b}, {"sigma", sigma}}) {
+    for (const auto& [name, computed] : std::map<std::string, std::vector<double>>{
+             {"tau", tau}, {"a", a}, {"b", b}, {"sigma", sigma}}) {
       const auto expected = table[name].get<std::vector<double>>();
       ASSERT_EQ(computed.size(), expected.size()) << name;
       const double error = testing::relative_error({f64(computed)}, {f64(expected)});
-      EXPECT_LE(error, kTableTolerance) << name << ": computed " << f64(computed)
-                                        << "\nexpected " << f64(expected);
+      EXPECT_LE(error, kTableTolerance)
+          << name << ": computed " << f64(computed) << "\nexpected " << f64(expected);
     }
     ++checked;
   }
@@ -82,8 +80,8 @@ TEST(GoldenValues, AdjointGradientMatchesAutogradInPlainPyTorch) {
   const auto stream = g["stream"].get<uint64_t>();
   const auto y0 = initial_state(model, g["batch"].get<int64_t>(), noise, stream);
   const auto path = sample_path(sampler, model, y0, noise, stream);
-  const auto reward = Reward::parse(g["reward"].get<std::string>(), model.card(), c10::kCPU,
-                                    c10::kDouble);
+  const auto reward =
+      Reward::parse(g["reward"].get<std::string>(), model.card(), c10::kCPU, c10::kDouble);
   const auto params = model.trainable_parameters();
   const auto result = AdjointSolver(sampler, {g["lambda"].get<double>(), g["beta"].get<double>()})
                           .gradient({model, params, &reference}, path, reward.function());

@@ -2,8 +2,8 @@
 // range to 0..255, RGB landing in OpenCV's BGR, atomic writes, and clear errors.
 
 #include "idtune/eval/image_grid.h"
-#include "test_helpers.h"
 #include "idtune/core/error.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

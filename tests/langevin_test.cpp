@@ -3,14 +3,14 @@
 // short seeded runs that must move the reward and θ the right way, the strict config and the
 // `idtune langevin` command.
 
-#include "idtune/langevin/chain.h"
-#include "test_helpers.h"
-#include "idtune/langevin/gaussian_mixture.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/langevin/chain.h"
 #include "idtune/langevin/config.h"
+#include "idtune/langevin/gaussian_mixture.h"
 #include "idtune/langevin/gradient.h"
-#include "idtune/run/langevin_run.h"
 #include "idtune/langevin/trainer.h"
+#include "idtune/run/langevin_run.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

@@ -2,9 +2,9 @@
 // moments, and their continuous-time limits as K grows.
 
 #include "analytic_problems.h"
-#include "test_helpers.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -3,8 +3,8 @@
 
 #include "idtune/training/reward.h"
 
-#include "test_helpers.h"
 #include "idtune/core/error.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

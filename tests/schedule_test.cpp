@@ -2,10 +2,10 @@
 // posterior of a point-mass data distribution.
 
 #include "idtune/diffusion/schedule.h"
-#include "test_helpers.h"
 #include "idtune/core/error.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -103,7 +103,8 @@ TEST(ChainSteps, DdimAndDdpmAreExactForAPointMass) {
   Sampler ddim({SamplerKind::Ddim, 10}, model), ddpm({SamplerKind::Ddpm, 10}, model);
   const auto eps = torch::randn({6}, torch::kFloat64);
   for (int64_t k = 0; k < 10; ++k) {
-    const double t = ddim.coefficients(k).tau, t_next = k + 1 < 10 ? ddim.coefficients(k + 1).tau : 0.0;
+    const double t = ddim.coefficients(k).tau,
+                 t_next = k + 1 < 10 ? ddim.coefficients(k + 1).tau : 0.0;
     const double abar = schedule.alpha_bar(t), abar_next = schedule.alpha_bar(t_next);
     const auto x = std::sqrt(abar) * x0 + std::sqrt(1 - abar) * eps;
     const auto& d = ddim.coefficients(k);
@@ -130,7 +131,8 @@ TEST(ChainSteps, QuadraticSpacingTakesShrinkingStepsTowardsTheData) {
     const double u = 1.0 - k / 10.0;  // τ_k = t_min + (t_max − t_min)(1 − k/K)²
     EXPECT_NEAR(sampler.coefficients(k).tau, 1e-3 + (1 - 1e-3) * u * u, kClosedFormTolerance);
     if (k > 0) {
-      EXPECT_LT(sampler.coefficients(k).sigma, sampler.coefficients(k - 1).sigma);  // σ_k = √(2 h_k)
+      EXPECT_LT(sampler.coefficients(k).sigma,
+                sampler.coefficients(k - 1).sigma);  // σ_k = √(2 h_k)
     }
   }
 }
@@ -139,11 +141,15 @@ TEST(ChainSteps, RespacedGridRunsFromLastTrainingStepToZero) {
   auto model = discrete_model(1000);
   Sampler sampler({SamplerKind::Ddpm, 10}, model);
   EXPECT_EQ(sampler.coefficients(0).tau, 999.0);
-  for (int64_t k = 1; k < 10; ++k) EXPECT_LT(sampler.coefficients(k).tau, sampler.coefficients(k - 1).tau);
+  for (int64_t k = 1; k < 10; ++k)
+    EXPECT_LT(sampler.coefficients(k).tau, sampler.coefficients(k - 1).tau);
   EXPECT_TRUE(sampler.stochastic());
   EXPECT_THROW(Sampler({SamplerKind::Ddpm, 1000}, model), Error);  // more steps than N − 1
-  testing::expect_error([&] { Sampler({SamplerKind::SdeEuler, 10}, model); },
-                        {"sampler.kind = sde-euler", "use sampler ddpm or ddim"});
+  testing::expect_error(
+      [&] {
+        Sampler({SamplerKind::SdeEuler, 10}, model);
+      },
+      {"sampler.kind = sde-euler", "use sampler ddpm or ddim"});
 }
 
 }  // namespace

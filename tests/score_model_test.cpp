@@ -2,10 +2,10 @@
 // every kind of bad input.
 
 #include "idtune/diffusion/score_model.h"
-#include "test_helpers.h"
 #include "idtune/core/error.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/toy_models.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/script.h>

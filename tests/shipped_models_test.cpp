@@ -2,11 +2,11 @@
 // classifier is accurate on real test images; a short tune of the default model raises its
 // brightness.
 
+#include "idtune/core/json_reader.h"
+#include "idtune/diffusion/sampling.h"
 #include "idtune/eval/classifier.h"
 #include "idtune/eval/idx_images.h"
-#include "idtune/core/json_reader.h"
 #include "idtune/training/reward.h"
-#include "idtune/diffusion/sampling.h"
 #include "idtune/training/trainer.h"
 
 #include <gtest/gtest.h>

@@ -1,8 +1,8 @@
 // The TorchScript boundary: every load and call names the file, the call and the input shapes,
 // and carries torch's cause in one line without a C++ backtrace.
 
-#include "test_helpers.h"
 #include "idtune/core/torchscript.h"
+#include "test_helpers.h"
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -34,7 +34,9 @@ void expect_no_backtrace(const std::string& message) {
 TEST(TorchScriptBoundary, FailingCallNamesCallerShapesAndCauseInOneLine) {
   const auto module = square_matmul_module();
   expect_no_backtrace(expect_error(
-      [&] { call_torchscript(module, "forward", {torch::zeros({2, 3})}, "reward 'r.pt'"); },
+      [&] {
+        call_torchscript(module, "forward", {torch::zeros({2, 3})}, "reward 'r.pt'");
+      },
       {"reward 'r.pt': forward([2, 3]) failed", "cannot be multiplied"}));
 }
 
@@ -51,8 +53,9 @@ def forward(self, x):
 )");
   expect_error([&] { call_torchscript(module, "forward", {torch::zeros({1})}, "model 'p.pt'"); },
                {"model 'p.pt'", "forward([1]) must return a Tensor", "Tuple"});
-  expect_error([&] { call_torchscript(module, "features", {torch::zeros({1})}, "classifier 'p.pt'"); },
-               {"classifier 'p.pt'", "no features method"});
+  expect_error(
+      [&] { call_torchscript(module, "features", {torch::zeros({1})}, "classifier 'p.pt'"); },
+      {"classifier 'p.pt'", "no features method"});
 }
 
 TEST(TorchScriptBoundary, LoadRefusesMissingDirectoryAndCorruptFilesNamingThem) {

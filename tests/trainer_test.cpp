@@ -3,9 +3,9 @@
 
 #include "idtune/training/trainer.h"
 #include "analytic_problems.h"
-#include "test_helpers.h"
-#include "idtune/training/adjoint_queue.h"
 #include "idtune/diffusion/toy_models.h"
+#include "idtune/training/adjoint_queue.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -285,9 +285,9 @@ TEST(Checkpoint, RefusesEveryFieldOfTheSignatureThatDiffers) {
     mismatch.change(options, model);
     Trainer resuming(options, make_tiny_unet(model), reward);
     const auto before = resuming.model().trainable_parameters()[0].clone();
-    testing::expect_error([&] { resuming.load_checkpoint(dir.file("ckpt.pt")); },
-                          {"ckpt.pt", "saved " + mismatch.field + " = ",
-                           ", this run " + mismatch.field + " = "});
+    testing::expect_error(
+        [&] { resuming.load_checkpoint(dir.file("ckpt.pt")); },
+        {"ckpt.pt", "saved " + mismatch.field + " = ", ", this run " + mismatch.field + " = "});
     EXPECT_EQ(resuming.iteration(), 0) << mismatch.field << ": refused, but counters changed";
     EXPECT_TRUE(torch::equal(before, resuming.model().trainable_parameters()[0]))
         << mismatch.field << ": refused, but θ changed";

@@ -1,11 +1,11 @@
 // The tune configuration: shipped configs parse, --set overrides, the resolved config round-trips.
 
 #include "idtune/training/tune_config.h"
-#include "test_helpers.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/langevin/config.h"
 #include "idtune/run/langevin_run.h"
 #include "idtune/run/tune_run.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 

@@ -51,4 +51,3 @@
 // run (idtune::io): run directories of idtune tune / idtune langevin
 #include "idtune/run/langevin_run.h"
 #include "idtune/run/tune_run.h"
-

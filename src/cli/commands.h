@@ -25,7 +25,8 @@ std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags);
 ScoreModelOptions model_options(const Flags& flags);
 /// The JSON file of --config with every --set key=value applied (tune, langevin).
 nlohmann::json config_with_overrides(const Flags& flags);
-SamplerOptions sampler_options(const Flags& flags);
+/// The sampler of --sampler, --steps and --spacing for `model`; errors name the flag.
+Sampler make_sampler(const Flags& flags, const ScoreModel& model);
 
 Command tune_command();
 Command sample_command();

@@ -3,10 +3,10 @@
 
 #include "commands.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/diffusion/sampling.h"
 #include "idtune/eval/classifier.h"
 #include "idtune/eval/idx_images.h"
 #include "idtune/training/reward.h"
-#include "idtune/diffusion/sampling.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -65,7 +65,7 @@ int run_eval(const Flags& flags) {
     reference = ScoreModel::load(flags.text("reference"), options).frozen_copy();
   const auto reward =
       Reward::parse(flags.text("reward"), model.card(), options.device, options.dtype);
-  const Sampler sampler(sampler_options(flags), model);
+  const Sampler sampler = make_sampler(flags, model);
   const int64_t n = flags.integer("n"), batch = flags.integer("batch");
   check(n >= 2 && batch >= 1, "idtune eval: --n must be >= 2 and --batch >= 1");
   const auto seed = static_cast<uint64_t>(flags.integer("seed"));

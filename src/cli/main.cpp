@@ -4,8 +4,8 @@
 
 #include "commands.h"
 #include "idtune/core/error.h"
-#include "idtune/core/torchscript.h"
 #include "idtune/core/runtime.h"
+#include "idtune/core/torchscript.h"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -19,7 +19,7 @@ namespace {
 const std::vector<idtune::cli::Command>& all_commands() {
   static const std::vector<idtune::cli::Command> commands = {
       idtune::cli::tune_command(), idtune::cli::sample_command(), idtune::cli::eval_command(),
-      idtune::cli::fd_command(),   idtune::cli::langevin_command()};
+      idtune::cli::fd_command(), idtune::cli::langevin_command()};
   return commands;
 }
 

@@ -1,8 +1,8 @@
 // idtune sample --model m.pt --n 64 --out grid.png
 
 #include "commands.h"
-#include "idtune/eval/image_grid.h"
 #include "idtune/diffusion/sampling.h"
+#include "idtune/eval/image_grid.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,7 +12,7 @@ namespace {
 
 int run_sample(const Flags& flags) {
   const auto model = ScoreModel::load(flags.text("model"), model_options(flags));
-  const Sampler sampler(sampler_options(flags), model);
+  const Sampler sampler = make_sampler(flags, model);
   const Noise noise(static_cast<uint64_t>(flags.integer("seed")));
   const int64_t n = flags.integer("n");
   check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);

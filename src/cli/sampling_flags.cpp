@@ -18,12 +18,19 @@ ScoreModelOptions model_options(const Flags& flags) {
   return {parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))};
 }
 
-SamplerOptions sampler_options(const Flags& flags) {
+Sampler make_sampler(const Flags& flags, const ScoreModel& model) {
   SamplerOptions options;
   options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
   options.steps = flags.integer("steps");
   options.spacing = parse_name(flags.text("spacing"), time_spacing_names(), "--spacing");
-  return options;
+  try {
+    return Sampler(options, model);
+  } catch (const InvalidOption& e) {  // name the flag the value came from
+    const std::string flag = e.key() == "sampler.kind"    ? "--sampler"
+                             : e.key() == "sampler.steps" ? "--steps"
+                                                          : e.key();
+    throw Error(flag + " " + e.detail());
+  }
 }
 
 }  // namespace idtune::cli

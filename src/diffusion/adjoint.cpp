@@ -1,8 +1,8 @@
 #include "idtune/diffusion/adjoint.h"
 
 #include "idtune/core/error.h"
-#include "idtune/diffusion/girsanov_kl.h"
 #include "idtune/core/name_table.h"
+#include "idtune/diffusion/girsanov_kl.h"
 
 #include <torch/torch.h>
 
@@ -12,7 +12,8 @@ AdjointSolver::AdjointSolver(const Sampler& sampler, Objective objective)
     : sampler_(sampler), objective_(objective) {
   validate(objective);
   check_option(objective.beta == 0 || sampler.stochastic(), "objective.beta", objective.beta,
-               "needs a stochastic sampler, but '", name_of(sampler.options().kind, sampler_names()),
+               "needs a stochastic sampler, but '",
+               name_of(sampler.options().kind, sampler_names()),
                "' is deterministic (sigma_k = 0): the path KL to the reference (Girsanov, spec 3) ",
                "is infinite there. Use sde-euler or ddpm, or set beta = 0");
 }
@@ -72,8 +73,7 @@ AdjointGradient AdjointSolver::gradient(const TunedModel& tuned, const SamplePat
   check(static_cast<int64_t>(path.states.size()) == K + 1, "adjoint: the path has ",
         path.states.size(), " states, the sampler needs K + 1 = ", K + 1);
   auto state = start(reward, path.final_state());
-  for (int64_t k = K - 1; k >= 0; --k)
-    step_back(tuned, path.states[k], k, state);
+  for (int64_t k = K - 1; k >= 0; --k) step_back(tuned, path.states[k], k, state);
   return finish(std::move(state));
 }
 
@@ -81,8 +81,9 @@ AdjointGradient AdjointSolver::gradient_reverse_ode(const TunedModel& tuned,
                                                     const at::Tensor& y_final,
                                                     const RewardFn& reward) const {
   for (int64_t k = 0; k < sampler_.num_steps(); ++k)
-    check(sampler_.coefficients(k).sigma == 0, "the reverse-ODE adjoint needs a deterministic sampler ",
-          "(ode-euler or ddim), got '", name_of(sampler_.options().kind, sampler_names()), "'");
+    check(sampler_.coefficients(k).sigma == 0,
+          "the reverse-ODE adjoint needs a deterministic sampler ", "(ode-euler or ddim), got '",
+          name_of(sampler_.options().kind, sampler_names()), "'");
   auto state = start(reward, y_final);
   at::Tensor y = y_final.detach();
   for (int64_t k = sampler_.num_steps() - 1; k >= 0; --k) {

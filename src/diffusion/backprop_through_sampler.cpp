@@ -27,7 +27,8 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& t
     const auto index = sampler.indices(batch, k);
     const auto mean = sampler.mean(model, y, index);
     if (with_kl)
-      kl = kl + girsanov_increment(mean, sampler.mean(*tuned.reference, y, index), sampler.sigma(index));
+      kl = kl +
+           girsanov_increment(mean, sampler.mean(*tuned.reference, y, index), sampler.sigma(index));
     y = sampler.needs_noise()
             ? mean + sampler.sigma(index) * step_noise(model, noise.noise, noise.stream, k, batch)
             : mean;

@@ -108,8 +108,8 @@ Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : optio
                "must be in [1, 100000]");
   const bool euler = options.kind == SamplerKind::SdeEuler || options.kind == SamplerKind::OdeEuler;
   check_option(!(euler && schedule.is_discrete()), "sampler.kind", kind_name,
-               "needs a continuous-time schedule (ou, vp-linear, cosine) but model '",
-               model.name(), "' has ddpm-discrete: use sampler ddpm or ddim");
+               "needs a continuous-time schedule (ou, vp-linear, cosine) but model '", model.name(),
+               "' has ddpm-discrete: use sampler ddpm or ddim");
   const auto grid = time_grid(options, schedule);
   for (int64_t k = 0; k < options.steps; ++k) {
     const double tau = grid[k], h = grid[k] - grid[k + 1];

@@ -1,8 +1,8 @@
 #include "idtune/langevin/config.h"
 
+#include "idtune/core/device.h"
 #include "idtune/core/error.h"
 #include "idtune/core/json_reader.h"
-#include "idtune/core/device.h"
 
 namespace idtune {
 

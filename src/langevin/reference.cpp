@@ -1,8 +1,8 @@
 #include "idtune/langevin/reference.h"
 
 #include "idtune/core/error.h"
-#include "idtune/core/torchscript.h"
 #include "idtune/core/text.h"
+#include "idtune/core/torchscript.h"
 
 #include <torch/serialize.h>
 #include <torch/torch.h>

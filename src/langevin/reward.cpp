@@ -42,7 +42,8 @@ PointReward torchscript_point_reward(const std::string& file, int64_t dim, c10::
   };
   const auto probe = reward(torch::zeros({3, dim}, torch::dtype(dtype).device(device)));
   check(probe.dim() == 1 && probe.size(0) == 3, "reward '", file, "': forward(x [3, ", dim,
-        "]) returned shape ", probe.sizes(), ", expected [3] (the contract: forward(x [n, d]) -> [n])");
+        "]) returned shape ", probe.sizes(),
+        ", expected [3] (the contract: forward(x [n, d]) -> [n])");
   return reward;
 }
 

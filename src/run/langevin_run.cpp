@@ -1,5 +1,5 @@
-#include "idtune/core/device.h"
 #include "idtune/run/langevin_run.h"
+#include "idtune/core/device.h"
 
 #include "idtune/core/error.h"
 #include "idtune/core/interrupt.h"

@@ -1,11 +1,11 @@
-#include "idtune/core/device.h"
 #include "idtune/run/tune_run.h"
+#include "idtune/core/device.h"
 
 #include "idtune/core/error.h"
-#include "idtune/eval/image_grid.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/sampling.h"
+#include "idtune/eval/image_grid.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>

@@ -19,8 +19,7 @@ void AdjointQueue::push(QueueSlot completed, const RewardFn& reward) {
 void AdjointQueue::walk_back(const TunedModel& tuned) {
   for (auto& slot : slots_)
     for (int64_t j = 0; j < steps_per_advance_ && slot.next_step >= 0; ++j, --slot.next_step)
-      solver_.step_back(tuned, slot.sample.path.states[slot.next_step], slot.next_step,
-                        slot.state);
+      solver_.step_back(tuned, slot.sample.path.states[slot.next_step], slot.next_step, slot.state);
 }
 
 void AdjointQueue::restore(std::deque<AdjointSlot> slots) {

@@ -83,7 +83,7 @@ NamedReward channel_mean(const std::string& argument, const RewardContext& c) {
 
 /// A TorchScript reward module on the context's device and dtype, its parameters frozen.
 std::shared_ptr<const torch::jit::Module> load_module(const std::string& path,
-                                                     const RewardContext& c) {
+                                                      const RewardContext& c) {
   auto module = std::make_shared<torch::jit::Module>(load_torchscript(path, c.device, "reward"));
   module->to(c.device, c.dtype);
   for (auto p : module->parameters()) p.requires_grad_(false);

@@ -106,8 +106,8 @@ Reward Reward::parse(const std::string& spec, const ModelCard& card, c10::Device
     const std::string term_where =
         texts.size() == 1 ? where : where + "term \"" + texts[i] + "\": ";
     auto term = parse_term(texts[i], {card, device, dtype, term_where});
-    state->name +=
-        (i ? " + " : "") + (term.weight == 1.0 ? "" : format_weight(term.weight) + "*") + term.reward.name;
+    state->name += (i ? " + " : "") + (term.weight == 1.0 ? "" : format_weight(term.weight) + "*") +
+                   term.reward.name;
     state->terms.push_back(std::move(term));
   }
   return Reward(std::move(state));
@@ -123,8 +123,9 @@ at::Tensor Reward::operator()(const at::Tensor& images) const {
   at::Tensor total;
   for (const auto& term : s.terms) {
     auto value = term.reward.fn(images);
-    check(value.dim() == 1 && value.size(0) == B, who, "term \"", term.reward.name, "\" returned shape ",
-          shape_string(value.sizes()), ", expected [", B, "] (one reward per image)");
+    check(value.dim() == 1 && value.size(0) == B, who, "term \"", term.reward.name,
+          "\" returned shape ", shape_string(value.sizes()), ", expected [", B,
+          "] (one reward per image)");
     check(!needs_grad || value.requires_grad(), who, "term \"", term.reward.name,
           "\" does not depend differentiably on the images (no gradient: a detach(), a constant, ",
           "or integer arithmetic?)");

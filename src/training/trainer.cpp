@@ -1,7 +1,7 @@
 #include "idtune/training/trainer.h"
 
-#include "idtune/diffusion/backprop_through_sampler.h"
 #include "idtune/core/error.h"
+#include "idtune/diffusion/backprop_through_sampler.h"
 
 #include <torch/torch.h>
 
@@ -58,10 +58,10 @@ void validate(const OptimiserOptions& o) {
   check_option(finite_in(o.eps, 0, 1) && o.eps > 0, "optimiser.eps", o.eps, "must be in (0, 1]");
   check_option(finite_in(o.weight_decay, 0, 1), "optimiser.weight_decay", o.weight_decay,
                "must be in [0, 1]");
-  check_option(finite_in(o.clip_grad_norm, 0, 1e9), "optimiser.clip_grad_norm",
-               o.clip_grad_norm, "must be in [0, 1e9] (0: off)");
-  check_option(finite_in(o.ema_decay, 0, 1) && o.ema_decay < 1, "optimiser.ema_decay",
-               o.ema_decay, "must be in [0, 1) (0: off)");
+  check_option(finite_in(o.clip_grad_norm, 0, 1e9), "optimiser.clip_grad_norm", o.clip_grad_norm,
+               "must be in [0, 1e9] (0: off)");
+  check_option(finite_in(o.ema_decay, 0, 1) && o.ema_decay < 1, "optimiser.ema_decay", o.ema_decay,
+               "must be in [0, 1) (0: off)");
 }
 
 namespace {

@@ -5,9 +5,9 @@
 #include "idtune/core/torchscript.h"
 #include "idtune/training/trainer.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/serialize.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <filesystem>

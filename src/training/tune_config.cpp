@@ -1,11 +1,10 @@
 #include "idtune/training/tune_config.h"
 
-#include "idtune/core/error.h"
 #include "idtune/core/device.h"
+#include "idtune/core/error.h"
 #include "idtune/core/json_reader.h"
 
 #include <torch/torch.h>
-
 
 namespace idtune {
 

@@ -2,8 +2,8 @@
 // Samples of p_ref for the KL term of Algorithm 2: a file of samples (.csv or a tensor saved
 // with torch.save) or exact draws from a Gaussian mixture. Both are replayable from the seed.
 
-#include "idtune/langevin/gaussian_mixture.h"
 #include "idtune/core/noise.h"
+#include "idtune/langevin/gaussian_mixture.h"
 
 #include <ATen/core/Tensor.h>
 

@@ -13,12 +13,12 @@
 // Cost accounting: sampling steps (∇ₓV evaluations on the particles) are counted; each update
 // also costs one θ-gradient (a vector-Jacobian product), for every method alike.
 
+#include "idtune/core/name_table.h"
 #include "idtune/langevin/chain.h"
 #include "idtune/langevin/gradient.h"
+#include "idtune/langevin/potential.h"
 #include "idtune/langevin/reference.h"
 #include "idtune/langevin/reward.h"
-#include "idtune/core/name_table.h"
-#include "idtune/langevin/potential.h"
 
 #include <array>
 #include <memory>

@@ -10,8 +10,8 @@
 //   samples/           before.png, step_NNNNNN.png, after.png: the same noise every time
 //   tuned.pt, .json    the exported model (EMA weights when EMA is on) and its card
 
-#include "idtune/training/reward.h"
 #include "idtune/diffusion/score_model.h"
+#include "idtune/training/reward.h"
 #include "idtune/training/trainer.h"
 #include "idtune/training/tune_config.h"
 

@@ -5,15 +5,15 @@
 // queue (Algorithm 5). The baselines run on the same engine: the nested loop (M = 1) and
 // backpropagation through the sampler (DRaFT, DRaFT-k).
 
-#include "idtune/core/objective.h"
-#include "idtune/diffusion/adjoint.h"
-#include "idtune/training/adjoint_queue.h"
 #include "idtune/core/name_table.h"
 #include "idtune/core/noise.h"
+#include "idtune/core/objective.h"
+#include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/reward_fn.h"
-#include "idtune/training/sample_queue.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/score_model.h"
+#include "idtune/training/adjoint_queue.h"
+#include "idtune/training/sample_queue.h"
 
 #include <nlohmann/json_fwd.hpp>
 
