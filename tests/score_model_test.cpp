@@ -59,10 +59,11 @@ TEST(ScoreModelFiles, FrozenCopyIsIndependentAndNotTrainable) {
 ScoreModel wrap_as(const ScoreModel& inner, Prediction prediction) {
   torch::jit::Module m("Wrapped");
   m.register_module("inner", inner.clone().module());
-  const char* body = prediction == Prediction::Epsilon
-                         ? "    return -sigma * s\n"
-                         : "    x0 = (x + sigma * sigma * s) / alpha\n"
-                           "    return alpha * (-sigma * s) - sigma * x0\n";
+  const char* body = prediction == Prediction::Epsilon ? "    return -sigma * s\n"
+                     : prediction == Prediction::V
+                         ? "    x0 = (x + sigma * sigma * s) / alpha\n"
+                           "    return alpha * (-sigma * s) - sigma * x0\n"
+                         : "    return (x + sigma * sigma * s) / alpha\n";  // x0 (Tweedie)
   m.define(std::string("def forward(self, x, t):\n"
                        "    s = self.inner.forward(x, t)\n"
                        "    alpha = torch.exp(-t).view(-1, 1, 1, 1)\n"
@@ -75,12 +76,12 @@ ScoreModel wrap_as(const ScoreModel& inner, Prediction prediction) {
 
 constexpr double kConversionTolerance = 1e-12;
 
-TEST(PredictionTypes, EpsilonAndVWrappersGiveTheSameScore) {
+TEST(PredictionTypes, EpsilonVAndSampleWrappersGiveTheSameScore) {
   auto score_model = make_tiny_unet(unet_options());
   auto x = torch::randn({5, 1, 4, 4}, torch::kFloat64);
   auto t = torch::rand({5}, torch::kFloat64) * 0.9 + 0.05;  // each sample its own time
   const auto expected = score_model.score(x, t);
-  for (auto prediction : {Prediction::Epsilon, Prediction::V}) {
+  for (auto prediction : {Prediction::Epsilon, Prediction::V, Prediction::Sample}) {
     const auto got = wrap_as(score_model, prediction).score(x, t);
     EXPECT_LT(testing::relative_error({got}, {expected}), kConversionTolerance)
         << name_of(prediction, prediction_names());
@@ -185,6 +186,7 @@ TEST(BadInput, CardShapeThatDoesNotMatchTheModel) {
   make_tiny_unet(unet_options()).save(dir.file("m.pt"));
   auto card = read_json_file(dir.file("m.json"));
   card["shape"] = {3, 4, 4};  // the network's first conv takes 1 channel
+  card.erase("output_channels");
   write_json_file(dir.file("m.json"), card);
   expect_error([&] { ScoreModel::load(dir.file("m.pt")); },
                {dir.file("m.pt"), "forward([2, 3, 4, 4], [2]) failed"});

@@ -40,9 +40,10 @@ Evaluation evaluate(const Sampler& sampler, const ScoreModel& model, const Score
       sample = {sample_path(sampler, model, y0, noise, stream).final_state(),
                 torch::zeros({b}, y0.options())};
     }
-    rewards.push_back(reward(sample.final_state));
+    const auto decoded = model.images(sample.final_state);  // a latent model's decoded images
+    rewards.push_back(reward(decoded));
     kls.push_back(sample.kl);
-    images.push_back(sample.final_state.cpu());
+    images.push_back(decoded.cpu());
     spdlog::info("eval: {}/{} samples", start + b, n);
   }
   return {torch::cat(images), torch::cat(rewards), torch::cat(kls)};
@@ -64,7 +65,7 @@ int run_eval(const Flags& flags) {
   if (!flags.text("reference").empty())
     reference = ScoreModel::load(flags.text("reference"), options).frozen_copy();
   const auto reward =
-      Reward::parse(flags.text("reward"), model.card(), options.device, options.dtype);
+      Reward::parse(flags.text("reward"), image_card(model.card()), options.device, options.dtype);
   const Sampler sampler = make_sampler(flags, model);
   const int64_t n = flags.integer("n"), batch = flags.integer("batch");
   check(n >= 2 && batch >= 1, "idtune eval: --n must be >= 2 and --batch >= 1");

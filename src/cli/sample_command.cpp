@@ -18,7 +18,7 @@ int run_sample(const Flags& flags) {
   check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);
   const auto images =
       sample_path(sampler, model, initial_state(model, n, noise, 0), noise, 0).final_state();
-  write_image_grid(images, model.card().data_range, flags.text("out"));
+  write_image_grid(model.images(images), model.card().data_range, flags.text("out"));
   spdlog::info("wrote {} samples of '{}' to '{}'", n, flags.text("model"), flags.text("out"));
   return 0;
 }

@@ -6,8 +6,10 @@
 namespace idtune {
 
 const NameTable<Prediction>& prediction_names() {
-  static const NameTable<Prediction> table = {
-      {"score", Prediction::Score}, {"epsilon", Prediction::Epsilon}, {"v", Prediction::V}};
+  static const NameTable<Prediction> table = {{"score", Prediction::Score},
+                                              {"epsilon", Prediction::Epsilon},
+                                              {"v", Prediction::V},
+                                              {"sample", Prediction::Sample}};
   return table;
 }
 
@@ -23,23 +25,55 @@ const NameTable<TimeDtype>& time_dtype_names() {
   return table;
 }
 
+ModelCard image_card(const ModelCard& card) {
+  if (!card.decoder) return card;
+  ModelCard images = card;
+  images.shape = card.decoder->image_shape;
+  images.output_channels = images.shape[0];
+  images.decoder.reset();
+  return images;
+}
+
+namespace {
+
+/// [C, H, W] with every size in [1, 65536].
+void check_shape(const std::vector<int64_t>& shape, const std::string& where) {
+  check(shape.size() == 3, where, ": expected [C, H, W], got ", nlohmann::json(shape).dump());
+  for (auto d : shape)
+    check(d >= 1 && d <= 65536, where, ": every size must be in [1, 65536], got ",
+          nlohmann::json(shape).dump());
+}
+
+DecoderCard parse_decoder(JsonReader reader) {
+  DecoderCard decoder;
+  reader.require("file", decoder.file);
+  check(!decoder.file.empty(), reader.path_of("file"), ": must name a TorchScript file");
+  reader.read_in_range("scale_factor", decoder.scale_factor, 0.0, 1e6, /*open_low=*/true);
+  reader.require("image_shape", decoder.image_shape);
+  check_shape(decoder.image_shape, reader.path_of("image_shape"));
+  reader.finish();
+  return decoder;
+}
+
+}  // namespace
+
 ModelCard parse_model_card(const nlohmann::json& json, const std::string& source) {
   ModelCard card;
   JsonReader reader(json, source + ": ");
   reader.require("shape", card.shape);
-  check(card.shape.size() == 3, reader.path_of("shape"), ": expected [C, H, W], got ",
-        nlohmann::json(card.shape).dump());
-  for (auto d : card.shape)
-    check(d >= 1 && d <= 65536, reader.path_of("shape"), ": every size must be in [1, 65536], got ",
-          nlohmann::json(card.shape).dump());
+  check_shape(card.shape, reader.path_of("shape"));
   reader.read("data_range", card.data_range);
   check(card.data_range[0] < card.data_range[1], reader.path_of("data_range"),
         ": expected [low, high] with low < high, got ", nlohmann::json(card.data_range).dump());
   auto schedule = reader.object("schedule");
   card.schedule = parse_schedule(schedule);
   reader.read_enum("prediction", card.prediction, prediction_names());
+  card.output_channels = card.shape[0];
+  reader.read_in_range("output_channels", card.output_channels, card.shape[0], 65536);
   reader.read_enum("time_input", card.time_input, time_input_names());
+  reader.read_in_range("time_scale", card.time_scale, 0.0, 1e9, /*open_low=*/true);
   reader.read_enum("time_dtype", card.time_dtype, time_dtype_names());
+  if (reader.has("decoder")) card.decoder = parse_decoder(reader.object("decoder"));
   reader.read("provenance", card.provenance);
   reader.finish();
 
@@ -51,18 +85,28 @@ ModelCard parse_model_card(const nlohmann::json& json, const std::string& source
         "every other schedule \"continuous\"");
   check(discrete || card.time_dtype == TimeDtype::Float, reader.path_of("time_dtype"),
         ": continuous time must be \"float\"");
+  check(!discrete || card.time_scale == 1.0, reader.path_of("time_scale"),
+        ": applies to continuous time only (a discrete model receives the step index)");
   Schedule validate(card.schedule);
   return card;
 }
 
 nlohmann::json to_json(const ModelCard& card) {
-  return {{"shape", card.shape},
-          {"data_range", card.data_range},
-          {"schedule", to_json(card.schedule)},
-          {"prediction", name_of(card.prediction, prediction_names())},
-          {"time_input", name_of(card.time_input, time_input_names())},
-          {"time_dtype", name_of(card.time_dtype, time_dtype_names())},
-          {"provenance", card.provenance}};
+  nlohmann::json json = {
+      {"shape", card.shape},
+      {"data_range", card.data_range},
+      {"schedule", to_json(card.schedule)},
+      {"prediction", name_of(card.prediction, prediction_names())},
+      {"output_channels", card.output_channels > 0 ? card.output_channels : card.shape.at(0)},
+      {"time_input", name_of(card.time_input, time_input_names())},
+      {"time_scale", card.time_scale},
+      {"time_dtype", name_of(card.time_dtype, time_dtype_names())},
+      {"provenance", card.provenance}};
+  if (card.decoder)
+    json["decoder"] = {{"file", card.decoder->file},
+                       {"scale_factor", card.decoder->scale_factor},
+                       {"image_shape", card.decoder->image_shape}};
+  return json;
 }
 
 std::string card_path_for(const std::string& model_path) {

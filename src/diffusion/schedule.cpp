@@ -17,6 +17,15 @@ const NameTable<ScheduleKind>& schedule_names() {
   return table;
 }
 
+const NameTable<BetaSchedule>& beta_schedule_names() {
+  static const NameTable<BetaSchedule> table = {
+      {"linear", BetaSchedule::Linear},
+      {"scaled_linear", BetaSchedule::ScaledLinear},
+      {"squaredcos_cap_v2", BetaSchedule::SquaredcosCapV2},
+      {"sigmoid", BetaSchedule::Sigmoid}};
+  return table;
+}
+
 ScheduleOptions parse_schedule(JsonReader& reader) {
   ScheduleOptions o;
   reader.read_enum("kind", o.kind, schedule_names());
@@ -39,7 +48,11 @@ ScheduleOptions parse_schedule(JsonReader& reader) {
       break;
     case ScheduleKind::DdpmDiscrete:
       reader.read("betas", o.betas);
-      if (o.betas.empty()) {
+      reader.read("alphas_cumprod", o.alphas_cumprod);
+      check(o.betas.empty() || o.alphas_cumprod.empty(), reader.path_of("betas"),
+            ": give betas or alphas_cumprod, not both");
+      if (o.betas.empty() && o.alphas_cumprod.empty()) {
+        reader.read_enum("beta_schedule", o.beta_schedule, beta_schedule_names());
         reader.read_in_range("beta_start", o.beta_start, 0.0, 1.0, true);
         reader.read_in_range("beta_end", o.beta_end, o.beta_start, 1.0);
         reader.read_in_range("num_train_steps", o.num_train_steps, 2, 100000);
@@ -63,25 +76,63 @@ nlohmann::json to_json(const ScheduleOptions& o) {
       j.update({{"t_max", o.t_max}, {"cosine_s", o.cosine_s}});
       break;
     case ScheduleKind::DdpmDiscrete:
-      if (o.betas.empty())
-        j.update({{"beta_start", o.beta_start},
+      if (!o.betas.empty())
+        j["betas"] = o.betas;
+      else if (!o.alphas_cumprod.empty())
+        j["alphas_cumprod"] = o.alphas_cumprod;
+      else
+        j.update({{"beta_schedule", name_of(o.beta_schedule, beta_schedule_names())},
+                  {"beta_start", o.beta_start},
                   {"beta_end", o.beta_end},
                   {"num_train_steps", o.num_train_steps}});
-      else
-        j["betas"] = o.betas;
       break;
   }
   return j;
 }
+
+namespace {
+
+/// b_0 … b_{N−1} of a named beta schedule (diffusers' DDPMScheduler formulas), float64.
+at::Tensor named_betas(const ScheduleOptions& o) {
+  const int64_t N = o.num_train_steps;
+  const auto f64 = torch::kFloat64;
+  switch (o.beta_schedule) {
+    case BetaSchedule::Linear:
+      return torch::linspace(o.beta_start, o.beta_end, N, f64);
+    case BetaSchedule::ScaledLinear:
+      return torch::linspace(std::sqrt(o.beta_start), std::sqrt(o.beta_end), N, f64).pow(2);
+    case BetaSchedule::SquaredcosCapV2: {
+      const auto abar = [](const at::Tensor& t) {
+        return torch::cos((t + 0.008) / 1.008 * (M_PI / 2)).pow(2);
+      };
+      const auto t = torch::arange(N, f64) / double(N);
+      return (1 - abar(t + 1.0 / N) / abar(t)).clamp_max(0.999);
+    }
+    case BetaSchedule::Sigmoid:
+      return torch::sigmoid(torch::linspace(-6, 6, N, f64)) * (o.beta_end - o.beta_start) +
+             o.beta_start;
+  }
+  throw std::logic_error("unhandled beta schedule");
+}
+
+}  // namespace
 
 Schedule::Schedule(ScheduleOptions options) : options_(std::move(options)) {
   if (!is_discrete()) {
     check(options_.t_max > 0, "schedule: t_max must be > 0, got ", options_.t_max);
     return;
   }
-  auto betas = options_.betas.empty() ? torch::linspace(options_.beta_start, options_.beta_end,
-                                                        options_.num_train_steps, torch::kFloat64)
-                                      : torch::tensor(options_.betas, torch::kFloat64);
+  if (!options_.alphas_cumprod.empty()) {
+    const auto abar = torch::tensor(options_.alphas_cumprod, torch::kFloat64);
+    check(abar.numel() >= 2, "schedule ddpm-discrete: alphas_cumprod needs at least 2 values");
+    const bool decreasing = (abar.slice(0, 1) < abar.slice(0, 0, -1)).all().item<bool>();
+    check((abar > 0).all().item<bool>() && (abar <= 1).all().item<bool>() && decreasing,
+          "schedule ddpm-discrete: alphas_cumprod must decrease strictly within (0, 1]");
+    discrete_alpha_bar_ = abar;
+    return;
+  }
+  const auto betas = options_.betas.empty() ? named_betas(options_)
+                                            : torch::tensor(options_.betas, torch::kFloat64);
   check(betas.numel() >= 2, "schedule ddpm-discrete: needs at least 2 betas");
   check((betas > 0).all().item<bool>() && (betas < 1).all().item<bool>(),
         "schedule ddpm-discrete: every beta must lie in (0, 1)");

@@ -18,14 +18,31 @@ struct ScoreModel::State {
   Schedule schedule;
   ScoreModelOptions options;
   std::string name;
+  /// A latent model's decoder (frozen, shared by copies); null otherwise.
+  std::shared_ptr<const torch::jit::Module> decoder;
 };
+
+namespace {
+
+/// The card's output channels (0 in a card built in code means C).
+int64_t output_channels(const ModelCard& card) {
+  return card.output_channels > 0 ? card.output_channels : card.shape.at(0);
+}
+
+/// `dir/stem.pt` -> `dir/stem_decoder.pt`: where save() writes a latent model's decoder.
+std::filesystem::path decoder_path_for(const std::string& model_path) {
+  const std::filesystem::path path(model_path);
+  return path.parent_path() / (path.stem().string() + "_decoder.pt");
+}
+
+}  // namespace
 
 ScoreModel::ScoreModel(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
 ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options,
                        std::string name)
     : state_(std::make_shared<State>(
-          State{std::move(module), card, Schedule(card.schedule), options, std::move(name)})) {
+          State{std::move(module), card, Schedule(card.schedule), options, std::move(name), {}})) {
   check(options.dtype == c10::kFloat || options.dtype == c10::kDouble, state_->name,
         ": dtype must be float32 or float64");
   state_->module.eval();
@@ -42,7 +59,60 @@ ScoreModel ScoreModel::load(const std::string& model_path, const ScoreModelOptio
         "' does not exist: every model needs a JSON card beside it "
         "(see scripts/export_model.py or docs/model-card.md)");
   ModelCard card = load_model_card(card_path);
-  return ScoreModel(std::move(module), std::move(card), options, model_path);
+  ScoreModel model(std::move(module), card, options, model_path);
+  if (card.decoder) {
+    auto file = std::filesystem::path(card.decoder->file);
+    if (file.is_relative()) file = std::filesystem::path(card_path).parent_path() / file;
+    model.attach_decoder(load_torchscript(file.string(), options.device, "decoder"));
+  }
+  return model;
+}
+
+void ScoreModel::attach_decoder(torch::jit::Module decoder) {
+  auto& s = *state_;
+  check(s.card.decoder.has_value(), s.name, ": a decoder needs the card's \"decoder\" section ",
+        "(scale_factor, image_shape)");
+  decoder.eval();
+  decoder.to(s.options.device, s.options.dtype);
+  for (auto p : decoder.parameters()) p.requires_grad_(false);
+  s.decoder = std::make_shared<const torch::jit::Module>(std::move(decoder));
+  torch::NoGradGuard no_grad;
+  const auto probe =
+      images(torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device)));
+  std::vector<int64_t> expected{2};
+  const auto& image_shape = s.card.decoder->image_shape;
+  expected.insert(expected.end(), image_shape.begin(), image_shape.end());
+  check(probe.sizes() == c10::IntArrayRef(expected), s.name, ": the decoder returned shape ",
+        shape_string(probe.sizes()), " for latents ", shape_string(batch_shape(2)), ", expected ",
+        shape_string(expected), " (the card's decoder.image_shape)");
+}
+
+at::Tensor ScoreModel::images(const at::Tensor& samples) const {
+  const auto& s = *state_;
+  if (!s.card.decoder) return samples;
+  check(s.decoder != nullptr, s.name, ": the card names a decoder, but none is attached");
+  return call_torchscript(*s.decoder, "forward", {samples / s.card.decoder->scale_factor},
+                          s.name + " decoder");
+}
+
+void ScoreModel::check_differentiable() const {
+  const auto& s = *state_;
+  torch::AutoGradMode grad(true);
+  const auto options = torch::dtype(s.options.dtype).device(s.options.device);
+  const auto x = torch::randn(batch_shape(2), options).requires_grad_(true);
+  const auto t = torch::full({2}, 0.5 * s.schedule.t_max(), options);
+  std::vector<at::Tensor> inputs{x};
+  for (const auto& p : trainable_parameters()) inputs.push_back(p);
+  try {
+    const auto out = score(x, t);
+    torch::autograd::grad({out}, inputs, {torch::ones_like(out)}, /*retain_graph=*/false,
+                          /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (const std::exception& e) {
+    throw Error(s.name + ": the model cannot be differentiated (" + error_summary(e) +
+                "). A graph traced under torch.no_grad() or in eval mode records inference-only "
+                "kernels such as aten::_native_multi_head_attention: re-export it with "
+                "scripts/export_model.py, which traces with autograd on and checks this");
+  }
 }
 
 void ScoreModel::validate() const {
@@ -55,18 +125,26 @@ void ScoreModel::validate() const {
   torch::NoGradGuard no_grad;
   auto x = torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device));
   auto t = torch::full({2}, 0.5 * s.schedule.t_max(), x.options());
-  const auto out = output(x, t);
-  check(out.sizes() == x.sizes(), s.name, ": forward(x, t) returned shape ",
-        shape_string(out.sizes()), ", expected ", shape_string(x.sizes()),
+  const auto out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  auto expected = x.sizes().vec();
+  expected[1] = output_channels(s.card);
+  check(out.sizes() == c10::IntArrayRef(expected), s.name, ": forward(x, t) returned shape ",
+        shape_string(out.sizes()), ", expected ", shape_string(expected),
         " (the card's shape with a batch of 2)");
 }
 
+at::Tensor ScoreModel::network_time(const at::Tensor& t) const {
+  const auto& card = state_->card;
+  if (card.time_input == TimeInput::Discrete)
+    return t.round().to(card.time_dtype == TimeDtype::Long ? torch::kLong : t.scalar_type());
+  return card.time_scale == 1.0 ? t : t * card.time_scale;
+}
+
 at::Tensor ScoreModel::output(const at::Tensor& x, const at::Tensor& t) const {
-  auto& s = *state_;
-  at::Tensor time = t;
-  if (s.card.time_input == TimeInput::Discrete)
-    time = t.round().to(s.card.time_dtype == TimeDtype::Long ? torch::kLong : x.scalar_type());
-  return call_torchscript(s.module, "forward", {x, time}, s.name);
+  const auto& s = *state_;
+  const auto out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  // Channels past C (a learned variance) are not used: the sampler brings its own σ_k.
+  return out.size(1) == x.size(1) ? out : out.narrow(1, 0, x.size(1));
 }
 
 at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t) const {
@@ -81,6 +159,10 @@ at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t) const {
     case Prediction::V: {
       auto alpha = per_sample(schedule.alpha(t)), sigma = per_sample(schedule.sigma(t));
       return -(alpha * o + sigma * x) / sigma;  // v = αε − σx₀  =>  s = −(α v + σ x)/σ
+    }
+    case Prediction::Sample: {
+      auto alpha = per_sample(schedule.alpha(t)), sigma = per_sample(schedule.sigma(t));
+      return -(x - alpha * o) / sigma.square();  // x = αx₀ + σε  =>  s = −(x − α x̂₀)/σ²
     }
   }
   throw std::logic_error("unhandled prediction type");
@@ -135,11 +217,18 @@ torch::jit::Module& ScoreModel::module() const { return state_->module; }
 void ScoreModel::save(const std::string& model_path) const { save(model_path, state_->card); }
 
 void ScoreModel::save(const std::string& model_path, const ModelCard& card) const {
+  ModelCard saved = card;
+  if (state_->decoder) {  // the decoder travels with the model, so its folder is self-contained
+    const auto decoder_path = decoder_path_for(model_path);
+    state_->decoder->save(decoder_path.string() + ".tmp");
+    std::filesystem::rename(decoder_path.string() + ".tmp", decoder_path);
+    saved.decoder->file = decoder_path.filename().string();
+  }
   const std::string tmp = model_path + ".tmp";
   state_->module.save(tmp);
   check(std::rename(tmp.c_str(), model_path.c_str()) == 0, "cannot rename '", tmp, "' to '",
         model_path, "'");
-  save_model_card(card, card_path_for(model_path));
+  save_model_card(saved, card_path_for(model_path));
 }
 
 }  // namespace idtune

@@ -21,6 +21,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// watch_kl: a KL over kKlBlowUp × the first update's (or 1) within kKlWatchUpdates updates.
+constexpr double kKlBlowUp = 100.0;
+constexpr int64_t kKlWatchUpdates = 10;
+
 /// The configuration with the keys that may change between a run and its resumption removed.
 nlohmann::json resumable_part(nlohmann::json config) {
   config.erase("iterations");
@@ -50,10 +54,22 @@ double truncate_metrics(const std::string& file, int64_t iteration) {
 TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), resume_(resume) {
   const ScoreModelOptions model_options{parse_device(config_.device), parse_dtype(config_.dtype)};
   auto model = ScoreModel::load(config_.model, model_options);
+  // Rewards see images: a latent model's samples decoded (the adjoint's a_K = λ∇R goes
+  // through the decoder by autograd).
+  const ModelCard images = image_card(model.card());
   reward_ = std::make_unique<Reward>(
-      Reward::parse(config_.reward, model.card(), model_options.device, model_options.dtype));
+      Reward::parse(config_.reward, images, model_options.device, model_options.dtype));
+  const int64_t channels = images.shape[0];
+  check(!config_.output.grids || channels == 1 || channels == 3, config_.source,
+        ": /output/grids = true: sample grids need images of 1 or 3 channels, and '", config_.model,
+        "' makes ", channels, " (a latent model needs a decoder in its card, see ",
+        "docs/model-card.md); set output.grids to false");
+  RewardFn reward_of_samples = [reward = *reward_, model](const at::Tensor& samples) {
+    return reward(model.images(samples));
+  };
   try {
-    trainer_ = std::make_unique<Trainer>(config_.trainer, std::move(model), reward_->function());
+    trainer_ =
+        std::make_unique<Trainer>(config_.trainer, std::move(model), std::move(reward_of_samples));
   } catch (const InvalidOption& e) {
     throw with_json_path(e, config_.source);
   }
@@ -86,7 +102,7 @@ void TuneRun::prepare_run_directory() {
     spdlog::info("resumed '{}' at iteration {}", config_.output.run_dir, trainer_->iteration());
   } else {
     std::ofstream(path("metrics.jsonl"), std::ios::trunc);
-    write_grid(trainer_->model(), "before.png");
+    if (config_.output.grids) write_grid(trainer_->model(), "before.png");
   }
 }
 
@@ -109,14 +125,32 @@ bool TuneRun::run() {
     const auto t1 = std::chrono::steady_clock::now();
     wall_time_ = wall_time_offset_ + std::chrono::duration<double>(t1 - start).count();
     log_iteration(report, std::chrono::duration<double>(t1 - t0).count());
+    watch_kl(report);
     const int64_t done = trainer_->iteration();
-    if (every(out.image_every, done))
+    if (out.grids && every(out.image_every, done))
       write_grid(trainer_->export_model(),
                  "step_" + std::to_string(1000000 + done).substr(1) + ".png");
     if (every(out.checkpoint_every, done) || done == config_.iterations) save_checkpoint();
   }
   export_tuned_model();
   return true;
+}
+
+void TuneRun::watch_kl(const IterationReport& r) {
+  if (!r.updated || kl_warned_) return;
+  if (first_kl_ < 0) {
+    first_kl_ = r.kl;
+    return;
+  }
+  // A path KL that grows by orders of magnitude within a few updates: the reward is being
+  // hacked (the step is too large or β too small for this model).
+  if (trainer_->updates() > kKlWatchUpdates || r.kl <= kKlBlowUp * std::max(first_kl_, 1.0)) return;
+  kl_warned_ = true;
+  spdlog::warn(
+      "the path KL went from {:.3g} to {:.3g} in {} updates: the model is probably being pushed "
+      "off its data (reward hacking). Lower optimiser.lr (e.g. 10x) or raise objective.beta; "
+      "docs/bring-your-own-model.md#choosing-lr-and-beta",
+      first_kl_, r.kl, trainer_->updates());
 }
 
 void TuneRun::log_iteration(const IterationReport& r, double seconds) {
@@ -144,8 +178,9 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
 void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const {
   const Noise noise(config_.output.grid_seed);  // the same images every time
   const auto y0 = initial_state(model, config_.output.grid_samples, noise, 0);
-  const auto images = sample_path(trainer_->sampler(), model, y0, noise, 0).final_state();
-  write_image_grid(images, model.card().data_range, path("samples/" + name));
+  const auto samples = sample_path(trainer_->sampler(), model, y0, noise, 0).final_state();
+  torch::NoGradGuard no_grad;
+  write_image_grid(model.images(samples), model.card().data_range, path("samples/" + name));
 }
 
 void TuneRun::save_checkpoint() const { trainer_->save_checkpoint(path("checkpoint.pt")); }
@@ -165,8 +200,8 @@ void TuneRun::export_tuned_model() const {
                      {"method", name_of(t.method, method_names())},
                      {"sampler", to_json(t.sampler)}};
   tuned.save(path("tuned.pt"), card);
-  write_grid(tuned, "after.png");
-  spdlog::info("wrote '{}' (+ card) and samples/after.png", path("tuned.pt"));
+  spdlog::info("wrote '{}' (+ card)", path("tuned.pt"));
+  if (config_.output.grids) write_grid(tuned, "after.png");
 }
 
 }  // namespace idtune

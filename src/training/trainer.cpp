@@ -89,6 +89,7 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
   check_option(options_.backprop_steps >= 1, "algorithm.backprop_steps", options_.backprop_steps,
                "must be >= 1");
   select_trainable(model_, o.tune);
+  model_.check_differentiable();  // before any sampling: a model without derivatives fails here
   params_ = model_.trainable_parameters();
   optimiser_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(o.lr)
                                                                  .betas({o.betas[0], o.betas[1]})

@@ -39,6 +39,7 @@ void parse_optimiser(JsonReader reader, OptimiserOptions& o) {
 void parse_output(JsonReader reader, OutputOptions& o) {
   reader.read("run_dir", o.run_dir);
   check(!o.run_dir.empty(), reader.path_of("run_dir"), ": must not be empty");
+  reader.read("grids", o.grids);
   reader.read_in_range("log_every", o.log_every, 0, 1000000000);
   reader.read_in_range("image_every", o.image_every, 0, 1000000000);
   reader.read_in_range("checkpoint_every", o.checkpoint_every, 0, 1000000000);
@@ -101,6 +102,7 @@ nlohmann::json to_json(const TuneConfig& c) {
             {"tune", o.tune}}},
           {"output",
            {{"run_dir", out.run_dir},
+            {"grids", out.grids},
             {"log_every", out.log_every},
             {"image_every", out.image_every},
             {"checkpoint_every", out.checkpoint_every},

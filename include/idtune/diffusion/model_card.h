@@ -9,13 +9,16 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace idtune {
 
-/// What the network's output o means; the score follows as in spec §2.
-enum class Prediction { Score, Epsilon, V };
+/// What the network's output o means; the score follows as in spec §2:
+///   score: s = o;  epsilon: s = −o/σ;  v (= αε − σx₀): s = −(α o + σ x)/σ;
+///   sample (x₀): s = −(x − α o)/σ².
+enum class Prediction { Score, Epsilon, V, Sample };
 const NameTable<Prediction>& prediction_names();
 
 /// How time is fed: t itself, or the training step index i (ddpm-discrete only).
@@ -26,18 +29,41 @@ const NameTable<TimeInput>& time_input_names();
 enum class TimeDtype { Float, Long };
 const NameTable<TimeDtype>& time_dtype_names();
 
+/// A latent model's decoder: images = decoder(latent / scale_factor).
+struct DecoderCard {
+  /// TorchScript forward(z [B, C, H, W]) -> images [B, image_shape…] in the card's data range;
+  /// a relative path is relative to the card's folder.
+  std::string file;
+  /// The latents the model samples are scale_factor × the autoencoder's (0.18215 in SD 1.x).
+  double scale_factor = 1.0;
+  /// [C, H, W] of the decoded images.
+  std::vector<int64_t> image_shape;
+};
+
 struct ModelCard {
-  /// Image shape [C, H, W].
+  /// The model's input shape [C, H, W]: the image, or the latent of a latent model.
   std::vector<int64_t> shape;
-  /// Range of the data the model was trained on, e.g. [-1, 1].
+  /// Range of the images (decoded images for a latent model), e.g. [-1, 1].
   std::array<double, 2> data_range{-1.0, 1.0};
   ScheduleOptions schedule;
   Prediction prediction = Prediction::Score;
+  /// Channels of the network's output: C, or more when it also predicts something idtune does
+  /// not use (a learned variance, guided-diffusion's learn_sigma): the first C channels are the
+  /// prediction. 0 in a parsed card means C.
+  int64_t output_channels = 0;
   TimeInput time_input = TimeInput::Continuous;
+  /// A continuous-time network receives time_scale · t (e.g. 1000 for t ∈ [0, 1] fed as t·1000).
+  double time_scale = 1.0;
   TimeDtype time_dtype = TimeDtype::Float;
+  /// Set for a latent model.
+  std::optional<DecoderCard> decoder;
   /// Free-form record of where the model came from (base model, reward, λ, β, steps...).
   nlohmann::json provenance = nlohmann::json::object();
 };
+
+/// The card of the images rewards, grids and FD see: the card itself, or for a latent model
+/// the decoded images' (shape = decoder.image_shape, no decoder).
+ModelCard image_card(const ModelCard& card);
 
 /// Parses and validates a card; `source` names it in messages (a file path).
 ModelCard parse_model_card(const nlohmann::json& json, const std::string& source);

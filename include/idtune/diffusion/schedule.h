@@ -21,6 +21,14 @@ class JsonReader;
 enum class ScheduleKind { Ou, VpLinear, Cosine, DdpmDiscrete };
 const NameTable<ScheduleKind>& schedule_names();
 
+/// The discrete beta schedules by diffusers' names (DDPMScheduler's `beta_schedule`):
+///   linear             b_i = linspace(beta_start, beta_end, N)
+///   scaled_linear      b_i = linspace(√beta_start, √beta_end, N)²   (Stable Diffusion)
+///   squaredcos_cap_v2  b_i = min(1 − ᾱ(i+1/N)/ᾱ(i/N), 0.999), ᾱ(t) = cos²((t + 0.008)/1.008 · π/2)
+///   sigmoid            b_i = sigmoid(linspace(−6, 6, N)) (beta_end − beta_start) + beta_start
+enum class BetaSchedule { Linear, ScaledLinear, SquaredcosCapV2, Sigmoid };
+const NameTable<BetaSchedule>& beta_schedule_names();
+
 struct ScheduleOptions {
   ScheduleKind kind = ScheduleKind::Ou;
   /// Horizon T_h of a continuous schedule (`ou`: any > 0; `vp-linear`, `cosine`: ≤ 1).
@@ -30,8 +38,11 @@ struct ScheduleOptions {
   double beta_max = 20.0;
   /// `cosine`: the offset s of Nichol & Dhariwal.
   double cosine_s = 0.008;
-  /// `ddpm-discrete`: explicit b_j, or linear(beta_start, beta_end, num_train_steps).
+  /// `ddpm-discrete`: explicit b_j, or explicit ᾱ_j (e.g. a checkpoint's `alphas_cumprod`), or
+  /// a named beta schedule over (beta_start, beta_end, num_train_steps).
   std::vector<double> betas;
+  std::vector<double> alphas_cumprod;
+  BetaSchedule beta_schedule = BetaSchedule::Linear;
   double beta_start = 1e-4;
   double beta_end = 0.02;
   int64_t num_train_steps = 1000;

@@ -1,7 +1,8 @@
 #pragma once
 // A TorchScript score network plus its model card: s_θ(x, t) for a batch whose samples
 // each carry their own time (spec §2, model contract). Whatever the network predicts
-// (score, ε or v), callers only ever see the score.
+// (score, ε, v or x₀, with or without extra output channels), callers only ever see the score.
+// A latent model also holds its decoder: images() are what rewards and grids see.
 
 #include "idtune/diffusion/model_card.h"
 #include "idtune/diffusion/schedule.h"
@@ -31,17 +32,29 @@ struct ScoreModelOptions {
 class ScoreModel {
  public:
   /// Loads `model_path` (TorchScript) and the card beside it (`model.pt` -> `model.json`);
-  /// checks that forward(x, t) accepts the card's shape and returns that shape.
+  /// checks that forward(x, t) accepts the card's shape and returns [B, output_channels, H, W];
+  /// loads the card's decoder, if any (a relative path is relative to the card's folder).
   static ScoreModel load(const std::string& model_path, const ScoreModelOptions& options = {});
 
   /// Wraps a module made in memory; validated like a loaded one. `name` labels messages.
   ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options = {},
              std::string name = "<in-memory model>");
 
-  /// The network's raw output o(x, t); t is [B], continuous time or step index.
+  /// The network's prediction o(x, t) (its first C output channels); t is [B] in the
+  /// schedule's time (continuous t or step index), fed as the card says.
   at::Tensor output(const at::Tensor& x, const at::Tensor& t) const;
   /// The score s_θ(x, t) from the output, by the card's `prediction`.
   at::Tensor score(const at::Tensor& x, const at::Tensor& t) const;
+
+  /// The images of samples: decoder(samples / scale_factor) for a latent model, else the
+  /// samples themselves. Differentiable in the samples (the decoder's weights are frozen).
+  at::Tensor images(const at::Tensor& samples) const;
+  /// Attaches a latent model's decoder (the card must have a decoder section); checks that it
+  /// maps latents of the card's shape to images of decoder.image_shape.
+  void attach_decoder(torch::jit::Module decoder);
+  /// Throws idtune::Error naming the op if one vector-Jacobian product of the score for x and
+  /// the trainable parameters fails (e.g. an inference-only kernel recorded by a trace).
+  void check_differentiable() const;
 
   const ModelCard& card() const;
   const Schedule& schedule() const;
@@ -62,7 +75,8 @@ class ScoreModel {
   ScoreModel clone() const;
   torch::jit::Module& module() const;
 
-  /// Writes the TorchScript file and its card, each atomically (temp file + rename).
+  /// Writes the TorchScript file and its card, each atomically (temp file + rename); a latent
+  /// model's decoder goes beside it as `<stem>_decoder.pt`, named by the saved card.
   void save(const std::string& model_path) const;
   /// Same, with a card different from the model's own (e.g. with updated provenance).
   void save(const std::string& model_path, const ModelCard& card) const;
@@ -71,6 +85,8 @@ class ScoreModel {
   struct State;
   explicit ScoreModel(std::shared_ptr<State> state);
   void validate() const;
+  /// t as the network takes it: the step index (discrete) or time_scale · t.
+  at::Tensor network_time(const at::Tensor& t) const;
   std::shared_ptr<State> state_;
 };
 

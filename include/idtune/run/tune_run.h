@@ -37,6 +37,8 @@ class TuneRun {
  private:
   void prepare_run_directory();
   void log_iteration(const IterationReport& report, double seconds);
+  /// Warns once when the path KL of the first updates explodes (reward hacking).
+  void watch_kl(const IterationReport& report);
   void write_grid(const ScoreModel& model, const std::string& name) const;
   void save_checkpoint() const;
   void export_tuned_model() const;
@@ -47,6 +49,8 @@ class TuneRun {
   std::unique_ptr<Reward> reward_;
   double wall_time_offset_ = 0;  // seconds of earlier sessions (resume)
   double wall_time_ = 0;
+  double first_kl_ = -1;  // the first update's KL (watch_kl)
+  bool kl_warned_ = false;
 };
 
 }  // namespace idtune

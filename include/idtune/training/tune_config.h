@@ -16,6 +16,9 @@ namespace idtune {
 struct OutputOptions {
   /// Directory of the run: config.json, metrics.jsonl, checkpoint.pt, samples/, tuned.pt.
   std::string run_dir = "runs/idtune";
+  /// Sample grids: samples/before.png, after.png and every image_every iterations (off: none,
+  /// e.g. for a latent model without a decoder).
+  bool grids = true;
   /// Iterations between progress lines, sample grids and checkpoints (0: never).
   int64_t log_every = 10;
   int64_t image_every = 100;
