@@ -119,13 +119,29 @@ void ScoreModel::validate() const {
   auto& s = *state_;
   auto method = s.module.find_method("forward");
   check(method.has_value(), s.name, ": the module has no forward method");
+  // forward(self, x, t, ...): further arguments need defaults (e.g. lucidrains' x_self_cond=None).
   const auto& args = method->function().getSchema().arguments();
-  check(args.size() == 3, s.name, ": forward must take (x, t), found ",
+  bool extras_have_defaults = true;
+  for (size_t i = 3; i < args.size(); ++i)
+    extras_have_defaults = extras_have_defaults && args[i].default_value().has_value();
+  check(args.size() >= 3 && extras_have_defaults, s.name,
+        ": forward must take (x, t) (any further argument with a default), found ",
         method->function().getSchema());
   torch::NoGradGuard no_grad;
   auto x = torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device));
   auto t = torch::full({2}, 0.5 * s.schedule.t_max(), x.options());
-  const auto out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  at::Tensor out;
+  try {
+    out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    const bool dtype_mismatch = message.find("same dtype") != std::string::npos ||
+                                message.find("expected scalar type") != std::string::npos;
+    if (!dtype_mismatch || s.options.dtype == c10::kFloat) throw;
+    throw Error(message + "; the network computes part of its graph in a fixed dtype (often a " +
+                "time embedding built in float32, which a trace records): run it with dtype " +
+                "float32");
+  }
   auto expected = x.sizes().vec();
   expected[1] = output_channels(s.card);
   check(out.sizes() == c10::IntArrayRef(expected), s.name, ": forward(x, t) returned shape ",
