@@ -231,6 +231,21 @@ TEST_F(CliTest, MissingOrBrokenModelFiles) {
   expect_refused([&](Json& c) { c["model"] = dir_.file("junk.pt"); }, {"junk.pt", "cannot load"});
 }
 
+TEST_F(CliTest, AnExplodingKlIsReportedWithTheKnobsToTurn) {
+  auto config = config_;
+  config["optimiser"]["lr"] = 1.0;  // far too large a step for this model
+  config["iterations"] = 8;
+  const auto hacked = idtune("tune --config " + write_config(config));
+  ASSERT_EQ(hacked.status, 0) << hacked.output;
+  EXPECT_NE(hacked.output.find("the path KL went from"), std::string::npos) << hacked.output;
+  EXPECT_NE(hacked.output.find("Lower optimiser.lr"), std::string::npos) << hacked.output;
+  std::filesystem::remove_all(run_dir());
+  config["optimiser"]["lr"] = 3e-3;  // the suite's usual step: no warning
+  const auto calm = idtune("tune --config " + write_config(config));
+  ASSERT_EQ(calm.status, 0) << calm.output;
+  EXPECT_EQ(calm.output.find("the path KL went from"), std::string::npos) << calm.output;
+}
+
 TEST_F(CliTest, SamplingFlagsAreNamedInErrors) {
   const auto r = idtune("sample --model " + dir_.file("unet.pt") + " --steps 0 --out " +
                         dir_.file("grid.png"));

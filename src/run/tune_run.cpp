@@ -24,6 +24,7 @@ namespace {
 /// watch_kl: a KL over kKlBlowUp × the first update's (or 1) within kKlWatchUpdates updates.
 constexpr double kKlBlowUp = 100.0;
 constexpr int64_t kKlWatchUpdates = 10;
+constexpr int64_t kFirstLogged = 3;
 
 /// The configuration with the keys that may change between a run and its resumption removed.
 nlohmann::json resumable_part(nlohmann::json config) {
@@ -165,8 +166,10 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
                                {"sample_steps_per_s", r.sample_steps / seconds},
                                {"wall_time_s", wall_time_}};
   std::ofstream(path("metrics.jsonl"), std::ios::app) << line.dump() << "\n";
+  // Every log_every iterations, the last, and the first kFirstLogged: the KL of the first
+  // updates is where reward hacking shows.
   const int64_t n = config_.output.log_every, done = r.iteration + 1;
-  if (n <= 0 || (done % n != 0 && done != config_.iterations)) return;
+  if (n <= 0 || (done % n != 0 && done != config_.iterations && done > kFirstLogged)) return;
   const double eta = wall_time_ / done * (config_.iterations - done);
   spdlog::info(
       "[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {:.4f}  loss {:+.4f}  |g| {:.3g}  "
