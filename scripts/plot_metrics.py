@@ -53,7 +53,7 @@ def main():
     steps = [r["step"] for r in rows]
     reward = [r["reward_mean"] for r in rows]
     spread = [r["reward_std"] for r in rows]
-    kl = [r["kl"] for r in rows]
+    kl = [float("nan") if r["kl"] is None else r["kl"] for r in rows]  # null: beta = 0
 
     fig, (ax_r, ax_kl) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_r.fill_between(steps, [m - s for m, s in zip(reward, spread)],

@@ -37,6 +37,34 @@ TEST(ShippedModels, DefaultScoreModelMatchesItsCardAndGivesFiniteScores) {
   }
 }
 
+// The shipped latent model (docs/latent.md): 4×7×7 latents decoded to 1×28×28 images that
+// look like the data: its mean brightness, several garment classes, recognised with confidence.
+// (Decoded N(0, I) latents are garment-like too, at confidence 0.69: the decoder does much.)
+constexpr double kTestSetBrightness = 0.287;   // mean of (x + 1)/2 over the 10 000 test images
+constexpr double kBrightnessTolerance = 0.06;  // 64 samples: ~3 standard errors
+TEST(ShippedModels, LatentModelSamplesDecodeToRecognisableGarments) {
+  const auto model = ScoreModel::load(IDTUNE_SOURCE_DIR "/models/fashion_latent.pt", {});
+  ASSERT_TRUE(model.card().decoder.has_value());
+  EXPECT_EQ(model.card().shape, (std::vector<int64_t>{4, 7, 7}));
+  EXPECT_EQ(model.card().decoder->image_shape, (std::vector<int64_t>{1, 28, 28}));
+  const Sampler sampler({SamplerKind::Ddpm, 16}, model);
+  const Noise noise(1);
+  const auto y0 = initial_state(model, 64, noise, 0);
+  torch::NoGradGuard no_grad;
+  const auto images = model.images(sample_path(sampler, model, y0, noise, 0).final_state());
+  EXPECT_EQ(images.sizes(), c10::IntArrayRef({64, 1, 28, 28}));
+  EXPECT_TRUE(images.isfinite().all().item<bool>());
+  EXPECT_LE(images.abs().max().item<double>(), 1.0);  // the decoder's tanh: the data range
+  const auto classifier = Classifier::load(kClassifier, c10::kCPU, c10::kFloat);
+  const auto confidence = [&](const at::Tensor& x) {
+    return torch::softmax(classifier.logits(x), 1).amax(1).mean().item<double>();
+  };
+  EXPECT_GT(confidence(images), 0.7);
+  EXPECT_NEAR(((images + 1) / 2).mean().item<double>(), kTestSetBrightness, kBrightnessTolerance);
+  const auto classes = std::get<0>(at::_unique(classifier.logits(images).argmax(1)));
+  EXPECT_GE(classes.numel(), 5) << "predicted classes: " << classes;
+}
+
 TEST(ShippedModels, ClassifierIsAbove90PercentAccurateOn1000TestImages) {
   constexpr double kMinimumAccuracy = 0.90;
   const auto card = read_json_file(IDTUNE_SOURCE_DIR "/models/fashion_classifier.json");

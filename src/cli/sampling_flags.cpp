@@ -26,9 +26,9 @@ Sampler make_sampler(const Flags& flags, const ScoreModel& model) {
   try {
     return Sampler(options, model);
   } catch (const InvalidOption& e) {  // name the flag the value came from
-    const std::string flag = e.key() == "sampler.kind"    ? "--sampler"
-                             : e.key() == "sampler.steps" ? "--steps"
-                                                          : e.key();
+    const std::string flag = e.key() == "sampler.kind"
+                                 ? std::string("--sampler")
+                                 : "--" + e.key().substr(e.key().find('.') + 1);
     throw Error(flag + " " + e.detail());
   }
 }

@@ -3,6 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace idtune {
 
 namespace {
@@ -21,6 +23,13 @@ at::Tensor Noise::normal(uint64_t stream, int64_t step, std::vector<int64_t> sha
   auto generator = at::make_generator<at::CPUGeneratorImpl>(key);
   auto xi = torch::randn(shape, generator, torch::dtype(torch::kFloat64));
   return xi.to(options.device(), options.dtype().toScalarType());
+}
+
+at::Tensor Noise::uniform_indices(uint64_t stream, int64_t step, int64_t count,
+                                  int64_t size) const {
+  const auto z = normal(stream, step, {count}, torch::kFloat64);
+  const auto u = 0.5 * torch::erfc(-z / std::sqrt(2.0));
+  return (u * double(size)).floor().to(torch::kLong).clamp(0, size - 1);
 }
 
 }  // namespace idtune

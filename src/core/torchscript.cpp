@@ -6,6 +6,8 @@
 #include <torch/script.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace idtune {
 
@@ -30,6 +32,24 @@ std::string error_summary(const std::exception& error) {
   const std::string text = c10_error ? c10_error->what_without_backtrace() : error.what();
   if (text.find(kInterpreterPreamble) != std::string::npos) return last_line(text);
   return first_line(text);
+}
+
+at::Tensor load_saved_tensor(const std::string& path, const std::string& role) {
+  check(std::filesystem::is_regular_file(path), role, " file '", path,
+        "' does not exist or is not a file (expected a tensor written by torch.save)");
+  std::ifstream in(path, std::ios::binary);
+  check(in.good(), "cannot open ", role, " file '", path, "'");
+  const std::vector<char> bytes{std::istreambuf_iterator<char>(in), {}};
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const std::exception& e) {
+    throw Error(role + " file '" + path + "' is not a tensor saved with torch.save (" +
+                error_summary(e) + ")");
+  }
+  check(value.isTensor(), role, " file '", path, "' holds a ", value.tagKind(),
+        ", expected one tensor saved with torch.save");
+  return value.toTensor();
 }
 
 torch::jit::Module load_torchscript(const std::string& path, c10::Device device,

@@ -19,16 +19,17 @@ AdjointSolver::AdjointSolver(const Sampler& sampler, Objective objective)
 }
 
 AdjointStep AdjointSolver::step(const TunedModel& tuned, const at::Tensor& y,
-                                const at::Tensor& a_next, const at::Tensor& k) const {
+                                const at::Tensor& a_next, const at::Tensor& k,
+                                const at::Tensor& c) const {
   const bool with_kl = objective_.beta > 0;
   check(!with_kl || tuned.reference != nullptr, "beta > 0 needs a reference model");
   torch::AutoGradMode enable_grad(true);
   auto y_k = y.detach().requires_grad_(true);
-  auto mean = sampler_.mean(tuned.model, y_k, k);
+  auto mean = sampler_.mean(tuned.model, y_k, k, c);
   auto lagrangian = (a_next * mean).sum();  // L_k = ⟨a_{k+1}, m_k(y; θ)⟩ − β c_k(y; θ)
   at::Tensor kl;
   if (with_kl) {
-    auto mean_reference = sampler_.mean(*tuned.reference, y_k, k);
+    auto mean_reference = sampler_.mean(*tuned.reference, y_k, k, c);
     kl = girsanov_increment(mean, mean_reference, sampler_.sigma(k));
     lagrangian = lagrangian - objective_.beta * kl.sum();
   }
@@ -43,14 +44,15 @@ AdjointStep AdjointSolver::step(const TunedModel& tuned, const at::Tensor& y,
   return result;
 }
 
-AdjointState AdjointSolver::start(const RewardFn& reward, const at::Tensor& y_final) const {
+AdjointState AdjointSolver::start(const RewardFn& reward, const at::Tensor& y_final,
+                                  const at::Tensor& c) const {
   auto terminal = evaluate_terminal_reward(reward, y_final, objective_.lambda);
-  return {terminal.cotangent, {{}, terminal.reward, torch::zeros_like(terminal.reward)}};
+  return {terminal.cotangent, c, {{}, terminal.reward, torch::zeros_like(terminal.reward)}};
 }
 
 void AdjointSolver::step_back(const TunedModel& tuned, const at::Tensor& y, int64_t k,
                               AdjointState& state) const {
-  auto s = step(tuned, y, state.a, sampler_.indices(y.size(0), k));
+  auto s = step(tuned, y, state.a, sampler_.indices(y.size(0), k), state.condition);
   state.a = s.a;
   state.gradient.kl.add_(s.kl);
   auto& grad = state.gradient.grad;
@@ -72,7 +74,7 @@ AdjointGradient AdjointSolver::gradient(const TunedModel& tuned, const SamplePat
   const int64_t K = sampler_.num_steps();
   check(static_cast<int64_t>(path.states.size()) == K + 1, "adjoint: the path has ",
         path.states.size(), " states, the sampler needs K + 1 = ", K + 1);
-  auto state = start(reward, path.final_state());
+  auto state = start(reward, path.final_state(), path.condition);
   for (int64_t k = K - 1; k >= 0; --k) step_back(tuned, path.states[k], k, state);
   return finish(std::move(state));
 }

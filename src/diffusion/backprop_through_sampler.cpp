@@ -10,7 +10,8 @@ namespace idtune {
 
 UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& tuned,
                                      const at::Tensor& y0, const BatchNoise& noise,
-                                     const RewardFn& reward, const UnrolledOptions& options) {
+                                     const RewardFn& reward, const UnrolledOptions& options,
+                                     const at::Tensor& c) {
   const auto [lambda, beta] = options.objective;
   const int64_t backprop_steps = options.backprop_steps;
   const bool with_kl = beta > 0;
@@ -25,10 +26,10 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& t
     torch::AutoGradMode grad_mode(k >= first_graph_step);
     if (k == first_graph_step) y = y.detach();  // stop-gradient before the last steps
     const auto index = sampler.indices(batch, k);
-    const auto mean = sampler.mean(model, y, index);
+    const auto mean = sampler.mean(model, y, index, c);
     if (with_kl)
-      kl = kl +
-           girsanov_increment(mean, sampler.mean(*tuned.reference, y, index), sampler.sigma(index));
+      kl = kl + girsanov_increment(mean, sampler.mean(*tuned.reference, y, index, c),
+                                   sampler.sigma(index));
     y = sampler.needs_noise()
             ? mean + sampler.sigma(index) * step_noise(model, noise.noise, noise.stream, k, batch)
             : mean;

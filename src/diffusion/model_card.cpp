@@ -25,6 +25,12 @@ const NameTable<TimeDtype>& time_dtype_names() {
   return table;
 }
 
+const NameTable<ConditionKind>& condition_kind_names() {
+  static const NameTable<ConditionKind> table = {{"class", ConditionKind::Class},
+                                                 {"tensor", ConditionKind::Tensor}};
+  return table;
+}
+
 ModelCard image_card(const ModelCard& card) {
   if (!card.decoder) return card;
   ModelCard images = card;
@@ -55,6 +61,31 @@ DecoderCard parse_decoder(JsonReader reader) {
   return decoder;
 }
 
+ConditionCard parse_condition(JsonReader reader) {
+  ConditionCard c;
+  reader.read_enum("kind", c.kind, condition_kind_names());
+  if (c.kind == ConditionKind::Class) {
+    reader.require("num_classes", c.num_classes);
+    check(c.num_classes >= 1 && c.num_classes <= 1000000, reader.path_of("num_classes"), ": ",
+          c.num_classes, " must be in [1, 1000000]");
+    reader.read("null_class", c.null_class);
+    check(c.null_class >= -1 && c.null_class <= c.num_classes, reader.path_of("null_class"), ": ",
+          c.null_class, " must be a label in [0, num_classes] (usually num_classes: the label ",
+          "dropped in training), or -1 for none");
+  } else {
+    reader.require("shape", c.shape);
+    check(!c.shape.empty() && c.shape.size() <= 4, reader.path_of("shape"),
+          ": expected the shape of one condition, 1 to 4 sizes, got ",
+          nlohmann::json(c.shape).dump());
+    for (auto d : c.shape)
+      check(d >= 1 && d <= 1000000, reader.path_of("shape"),
+            ": every size must be in [1, 1000000]");
+    reader.read("null_file", c.null_file);
+  }
+  reader.finish();
+  return c;
+}
+
 }  // namespace
 
 ModelCard parse_model_card(const nlohmann::json& json, const std::string& source) {
@@ -74,6 +105,7 @@ ModelCard parse_model_card(const nlohmann::json& json, const std::string& source
   reader.read_in_range("time_scale", card.time_scale, 0.0, 1e9, /*open_low=*/true);
   reader.read_enum("time_dtype", card.time_dtype, time_dtype_names());
   if (reader.has("decoder")) card.decoder = parse_decoder(reader.object("decoder"));
+  if (reader.has("condition")) card.condition = parse_condition(reader.object("condition"));
   reader.read("provenance", card.provenance);
   reader.finish();
 
@@ -106,6 +138,13 @@ nlohmann::json to_json(const ModelCard& card) {
     json["decoder"] = {{"file", card.decoder->file},
                        {"scale_factor", card.decoder->scale_factor},
                        {"image_shape", card.decoder->image_shape}};
+  if (const auto& c = card.condition) {
+    json["condition"] = {{"kind", name_of(c->kind, condition_kind_names())}};
+    if (c->kind == ConditionKind::Class)
+      json["condition"].update({{"num_classes", c->num_classes}, {"null_class", c->null_class}});
+    else
+      json["condition"].update({{"shape", c->shape}, {"null_file", c->null_file}});
+  }
   return json;
 }
 

@@ -89,6 +89,7 @@ SamplerOptions parse_sampler_options(JsonReader& reader) {
   reader.read("t_min", o.t_min);
   reader.read_enum("ddpm_variance", o.ddpm_variance, ddpm_variance_names());
   reader.read_enum("spacing", o.spacing, time_spacing_names());
+  reader.read("guidance_scale", o.guidance_scale);
   reader.finish();
   return o;
 }
@@ -98,7 +99,8 @@ nlohmann::json to_json(const SamplerOptions& o) {
           {"steps", o.steps},
           {"t_min", o.t_min},
           {"ddpm_variance", name_of(o.ddpm_variance, ddpm_variance_names())},
-          {"spacing", name_of(o.spacing, time_spacing_names())}};
+          {"spacing", name_of(o.spacing, time_spacing_names())},
+          {"guidance_scale", o.guidance_scale}};
 }
 
 Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : options_(options) {
@@ -106,6 +108,18 @@ Sampler::Sampler(const SamplerOptions& options, const ScoreModel& model) : optio
   const auto& kind_name = name_of(options.kind, sampler_names());
   check_option(options.steps >= 1 && options.steps <= 100000, "sampler.steps", options.steps,
                "must be in [1, 100000]");
+  const auto& condition = model.card().condition;
+  check_option(std::isfinite(options.guidance_scale) &&
+                   (options.guidance_scale == 0 || (condition && condition->has_null())),
+               "sampler.guidance_scale", options.guidance_scale,
+               "needs a conditional model whose card has a null condition (condition.null_class ",
+               "or condition.null_file); '", model.name(), "' has ",
+               condition ? "no null condition" : "no condition");
+  check_option(
+      !schedule.is_discrete() || options.spacing == TimeSpacing::Uniform, "sampler.spacing",
+      name_of(options.spacing, time_spacing_names()),
+      "applies to continuous schedules only: a ddpm-discrete schedule is respaced to K + 1 ",
+      "evenly spaced training indices (use uniform)");
   const bool euler = options.kind == SamplerKind::SdeEuler || options.kind == SamplerKind::OdeEuler;
   check_option(!(euler && schedule.is_discrete()), "sampler.kind", kind_name,
                "needs a continuous-time schedule (ou, vp-linear, cosine) but model '", model.name(),
@@ -166,13 +180,15 @@ at::Tensor Sampler::times(const at::Tensor& k) const { return tau_.index_select(
 
 at::Tensor Sampler::sigma(const at::Tensor& k) const { return per_sample(sigma_, k); }
 
-at::Tensor Sampler::mean(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k) const {
-  return per_sample(a_, k) * y + per_sample(b_, k) * model.score(y, times(k));
+at::Tensor Sampler::mean(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
+                         const at::Tensor& c) const {
+  const auto score = model.guided_score(y, times(k), c, options_.guidance_scale);
+  return per_sample(a_, k) * y + per_sample(b_, k) * score;
 }
 
 at::Tensor Sampler::advance(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
-                            const at::Tensor& xi) const {
-  return xi.defined() ? mean(model, y, k) + sigma(k) * xi : mean(model, y, k);
+                            const at::Tensor& xi, const at::Tensor& c) const {
+  return xi.defined() ? mean(model, y, k, c) + sigma(k) * xi : mean(model, y, k, c);
 }
 
 at::Tensor Sampler::reconstruct_previous(const ScoreModel& model, const at::Tensor& y_next,

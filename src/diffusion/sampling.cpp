@@ -34,30 +34,31 @@ void SamplePath::record(const at::Tensor& state) {
 }
 
 SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
-                       const Noise& noise, uint64_t stream) {
+                       const Noise& noise, uint64_t stream, const at::Tensor& c) {
   torch::NoGradGuard no_grad;
   const int64_t batch = y0.size(0), K = sampler.num_steps();
   SamplePath path = SamplePath::allocate(K, y0);
+  path.condition = c;
   for (int64_t k = 0; k < K; ++k) {
     const auto index = sampler.indices(batch, k);
     const auto xi =
         sampler.needs_noise() ? step_noise(model, noise, stream, k, batch) : at::Tensor();
-    path.record(sampler.advance(model, path.final_state(), index, xi));
+    path.record(sampler.advance(model, path.final_state(), index, xi, c));
   }
   return path;
 }
 
 SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model,
                                  const ScoreModel& reference, const at::Tensor& y0,
-                                 const BatchNoise& noise) {
+                                 const BatchNoise& noise, const at::Tensor& c) {
   check(sampler.stochastic(), "the path KL needs a stochastic sampler (sigma_k > 0 at every step)");
   torch::NoGradGuard no_grad;
   const int64_t batch = y0.size(0);
   at::Tensor y = y0, kl = torch::zeros({batch}, y0.options());
   for (int64_t k = 0; k < sampler.num_steps(); ++k) {
     const auto index = sampler.indices(batch, k);
-    const auto mean = sampler.mean(model, y, index), sigma = sampler.sigma(index);
-    kl += girsanov_increment(mean, sampler.mean(reference, y, index), sigma);
+    const auto mean = sampler.mean(model, y, index, c), sigma = sampler.sigma(index);
+    kl += girsanov_increment(mean, sampler.mean(reference, y, index, c), sigma);
     y = mean + sigma * step_noise(model, noise.noise, noise.stream, k, batch);
   }
   return {y, kl};

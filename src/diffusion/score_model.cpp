@@ -20,6 +20,8 @@ struct ScoreModel::State {
   std::string name;
   /// A latent model's decoder (frozen, shared by copies); null otherwise.
   std::shared_ptr<const torch::jit::Module> decoder;
+  /// A conditional model's tensor null condition [1, shape…] (null_file), on the device.
+  at::Tensor null_tensor;
 };
 
 namespace {
@@ -40,11 +42,19 @@ std::filesystem::path decoder_path_for(const std::string& model_path) {
 ScoreModel::ScoreModel(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
 ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options,
-                       std::string name)
-    : state_(std::make_shared<State>(
-          State{std::move(module), card, Schedule(card.schedule), options, std::move(name), {}})) {
+                       std::string name, at::Tensor null_tensor)
+    : state_(std::make_shared<State>(State{
+          std::move(module), card, Schedule(card.schedule), options, std::move(name), {}, {}})) {
   check(options.dtype == c10::kFloat || options.dtype == c10::kDouble, state_->name,
         ": dtype must be float32 or float64");
+  if (const auto& c = card.condition;
+      c && c->kind == ConditionKind::Tensor && !c->null_file.empty()) {
+    check(null_tensor.defined() && null_tensor.sizes() == c10::IntArrayRef(c->shape), state_->name,
+          ": the null condition '", c->null_file,
+          "' must be a tensor of the card's condition shape ", shape_string(c->shape), ", got ",
+          null_tensor.defined() ? shape_string(null_tensor.sizes()) : std::string("none"));
+    state_->null_tensor = null_tensor.unsqueeze(0).to(options.device, options.dtype);
+  }
   state_->module.eval();
   state_->module.to(options.device, options.dtype);
   for (auto p : state_->module.parameters())
@@ -59,11 +69,18 @@ ScoreModel ScoreModel::load(const std::string& model_path, const ScoreModelOptio
         "' does not exist: every model needs a JSON card beside it "
         "(see scripts/export_model.py or docs/model-card.md)");
   ModelCard card = load_model_card(card_path);
-  ScoreModel model(std::move(module), card, options, model_path);
+  const auto relative_to_card = [&](const std::string& file) {
+    auto path = std::filesystem::path(file);
+    return (path.is_relative() ? std::filesystem::path(card_path).parent_path() / path : path)
+        .string();
+  };
+  at::Tensor null_tensor;
+  if (card.condition && !card.condition->null_file.empty())
+    null_tensor = load_saved_tensor(relative_to_card(card.condition->null_file), "null condition");
+  ScoreModel model(std::move(module), card, options, model_path, null_tensor);
   if (card.decoder) {
-    auto file = std::filesystem::path(card.decoder->file);
-    if (file.is_relative()) file = std::filesystem::path(card_path).parent_path() / file;
-    model.attach_decoder(load_torchscript(file.string(), options.device, "decoder"));
+    model.attach_decoder(
+        load_torchscript(relative_to_card(card.decoder->file), options.device, "decoder"));
   }
   return model;
 }
@@ -104,7 +121,7 @@ void ScoreModel::check_differentiable() const {
   std::vector<at::Tensor> inputs{x};
   for (const auto& p : trainable_parameters()) inputs.push_back(p);
   try {
-    const auto out = score(x, t);
+    const auto out = score(x, t, probe_conditions(2));
     torch::autograd::grad({out}, inputs, {torch::ones_like(out)}, /*retain_graph=*/false,
                           /*create_graph=*/false, /*allow_unused=*/true);
   } catch (const std::exception& e) {
@@ -119,20 +136,21 @@ void ScoreModel::validate() const {
   auto& s = *state_;
   auto method = s.module.find_method("forward");
   check(method.has_value(), s.name, ": the module has no forward method");
-  // forward(self, x, t, ...): further arguments need defaults (e.g. lucidrains' x_self_cond=None).
+  // forward(self, x, t[, c], ...): further arguments need defaults (lucidrains' x_self_cond=None).
+  const size_t inputs = s.card.condition ? 4 : 3;
   const auto& args = method->function().getSchema().arguments();
   bool extras_have_defaults = true;
-  for (size_t i = 3; i < args.size(); ++i)
+  for (size_t i = inputs; i < args.size(); ++i)
     extras_have_defaults = extras_have_defaults && args[i].default_value().has_value();
-  check(args.size() >= 3 && extras_have_defaults, s.name,
-        ": forward must take (x, t) (any further argument with a default), found ",
-        method->function().getSchema());
+  check(args.size() >= inputs && extras_have_defaults, s.name, ": forward must take ",
+        s.card.condition ? "(x, t, c): the card declares a condition" : "(x, t)",
+        " (any further argument with a default), found ", method->function().getSchema());
   torch::NoGradGuard no_grad;
   auto x = torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device));
   auto t = torch::full({2}, 0.5 * s.schedule.t_max(), x.options());
   at::Tensor out;
   try {
-    out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+    out = network(x, t, probe_conditions(2));
   } catch (const Error& e) {
     const std::string message = e.what();
     const bool dtype_mismatch = message.find("same dtype") != std::string::npos ||
@@ -156,15 +174,87 @@ at::Tensor ScoreModel::network_time(const at::Tensor& t) const {
   return card.time_scale == 1.0 ? t : t * card.time_scale;
 }
 
-at::Tensor ScoreModel::output(const at::Tensor& x, const at::Tensor& t) const {
+at::Tensor ScoreModel::network(const at::Tensor& x, const at::Tensor& t,
+                               const at::Tensor& c) const {
   const auto& s = *state_;
-  const auto out = call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  if (!s.card.condition) {
+    check(!c.defined(), s.name, ": conditions were given, but the model is not conditional ",
+          "(its card has no \"condition\")");
+    return call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
+  }
+  check(c.defined(), s.name, ": the model is conditional (its card has a \"condition\"), but ",
+        "no conditions were given");
+  return call_torchscript(s.module, "forward", {x, network_time(t), c}, s.name);
+}
+
+at::Tensor ScoreModel::probe_conditions(int64_t batch) const {
+  const auto& c = state_->card.condition;
+  if (!c) return {};
+  if (c->has_null()) return null_condition(batch);
+  const auto device = state_->options.device;
+  if (c->kind == ConditionKind::Class)
+    return torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
+  std::vector<int64_t> shape{batch};
+  shape.insert(shape.end(), c->shape.begin(), c->shape.end());
+  return torch::zeros(shape, torch::dtype(state_->options.dtype).device(device));
+}
+
+at::Tensor ScoreModel::null_condition(int64_t batch) const {
+  const auto& s = *state_;
+  const auto& c = s.card.condition;
+  check(c && c->has_null(), s.name, ": classifier-free guidance needs the card's null condition ",
+        "(condition.null_class, or condition.null_file for tensor conditions)");
+  if (c->kind == ConditionKind::Class)
+    return torch::full({batch}, c->null_class, torch::dtype(torch::kLong).device(s.options.device));
+  std::vector<int64_t> shape{batch};
+  shape.insert(shape.end(), c->shape.begin(), c->shape.end());
+  return s.null_tensor.expand(shape);
+}
+
+void ScoreModel::check_conditions(const at::Tensor& c, int64_t batch) const {
+  const auto& s = *state_;
+  const auto& card = s.card.condition;
+  if (!card) {
+    check(!c.defined(), s.name, ": conditions were given, but the model is not conditional ",
+          "(its card has no \"condition\")");
+    return;
+  }
+  check(c.defined(), s.name, ": the model is conditional, but no conditions were given");
+  if (card->kind == ConditionKind::Class) {
+    check(c.scalar_type() == torch::kLong && c.dim() == 1 && c.size(0) == batch, s.name,
+          ": class conditions must be int64 labels [", batch, "], got ", c.scalar_type(), " ",
+          shape_string(c.sizes()));
+    const auto lo = c.min().item<int64_t>(), hi = c.max().item<int64_t>();
+    check(lo >= 0 && hi < card->num_classes, s.name, ": class label ", lo < 0 ? lo : hi,
+          " is out of range: the model has ", card->num_classes, " classes (0..",
+          card->num_classes - 1, ")");
+    return;
+  }
+  std::vector<int64_t> shape{batch};
+  shape.insert(shape.end(), card->shape.begin(), card->shape.end());
+  check(c.is_floating_point() && c.sizes() == c10::IntArrayRef(shape), s.name,
+        ": tensor conditions must be floating ", shape_string(shape), ", got ", c.scalar_type(),
+        " ", shape_string(c.sizes()));
+}
+
+at::Tensor ScoreModel::output(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) const {
+  const auto out = network(x, t, c);
   // Channels past C (a learned variance) are not used: the sampler brings its own σ_k.
   return out.size(1) == x.size(1) ? out : out.narrow(1, 0, x.size(1));
 }
 
-at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t) const {
-  const auto o = output(x, t);
+at::Tensor ScoreModel::guided_score(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c,
+                                    double w) const {
+  if (w == 0) return score(x, t, c);
+  const int64_t B = x.size(0);
+  // One batched call for the conditional and the unconditional halves.
+  const auto both = score(torch::cat({x, x}), torch::cat({t, t}),
+                          torch::cat({c, null_condition(B).to(c.dtype())}));
+  return (1 + w) * both.narrow(0, 0, B) - w * both.narrow(0, B, B);
+}
+
+at::Tensor ScoreModel::score(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) const {
+  const auto o = output(x, t, c);
   const auto& schedule = state_->schedule;
   auto per_sample = [&](const at::Tensor& v) { return v.view({-1, 1, 1, 1}); };
   switch (state_->card.prediction) {

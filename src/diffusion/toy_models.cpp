@@ -12,13 +12,30 @@ namespace idtune {
 
 ScoreModel make_ou_gaussian_model(const OuGaussianOptions& options) {
   torch::jit::Module module("OuGaussianScore");
-  module.register_parameter("theta", torch::tensor({options.theta}, torch::kFloat64), false);
+  const bool conditional = !options.class_thetas.empty();
+  module.register_parameter("theta",
+                            conditional ? torch::tensor(options.class_thetas, torch::kFloat64)
+                                        : torch::tensor({options.theta}, torch::kFloat64),
+                            false);
   module.register_parameter("kappa", torch::tensor({options.kappa}, torch::kFloat64), false);
-  module.define(R"(
+  if (conditional) {
+    module.define(R"(
+def forward(self, x, t, c):
+    theta = self.theta.index_select(0, c).view(-1, 1, 1, 1)
+    return -self.kappa * (x - theta * torch.exp(-t).view(-1, 1, 1, 1))
+)");
+  } else {
+    module.define(R"(
 def forward(self, x, t):
     return -self.kappa * (x - self.theta * torch.exp(-t).view(-1, 1, 1, 1))
 )");
+  }
   ModelCard card;
+  if (conditional) {
+    const auto n = static_cast<int64_t>(options.class_thetas.size()) - 1;
+    check(n >= 1, "ou-gaussian: class_thetas needs n + 1 >= 2 values (the last: the null label)");
+    card.condition = ConditionCard{ConditionKind::Class, n, n, {}, ""};
+  }
   card.shape = {1, 1, 1};
   card.data_range = {-10.0, 10.0};
   card.schedule.kind = ScheduleKind::Ou;
@@ -65,11 +82,17 @@ ScoreModel make_tiny_unet(const TinyUNetOptions& o) {
   add("up_b", torch::zeros({W}, torch::kFloat64));
   add("out_w", init.weight({C, W, 3, 3}, 9 * W) * 0.1);
   add("out_b", torch::zeros({C}, torch::kFloat64));
-  m.define(R"(
-def forward(self, x, t):
+  const bool conditional = o.classes > 0;
+  if (conditional) add("class_emb", init.weight({o.classes + 1, W}, 1));
+  m.define(
+      std::string(conditional ? "def forward(self, x, t, c):\n" : "def forward(self, x, t):\n") +
+      R"(
     tt = t.to(x.dtype)[:, None]
     emb = torch.cat([torch.sin(tt * self.freqs), torch.cos(tt * self.freqs)], 1)
     emb = torch.silu(torch.matmul(emb, self.time_w) + self.time_b)
+)" + (conditional ? "    emb = emb + self.class_emb.index_select(0, c)\n" : "") +
+      R"(
+
     h = torch.conv2d(x, self.in_w, self.in_b, [1, 1], [1, 1]) + emb[:, :, None, None]
     h = torch.silu(torch.group_norm(h, 2, self.norm_w, self.norm_b))
     d = torch.avg_pool2d(h, [2, 2])
@@ -85,6 +108,8 @@ def forward(self, x, t):
   card.time_input =
       o.schedule.kind == ScheduleKind::DdpmDiscrete ? TimeInput::Discrete : TimeInput::Continuous;
   card.provenance = {{"built_by", "idtune::make_tiny_unet"}, {"seed", o.seed}};
+  if (conditional)
+    card.condition = ConditionCard{ConditionKind::Class, o.classes, o.classes, {}, ""};
   return ScoreModel(std::move(m), card, o.model, "tiny-unet");
 }
 

@@ -38,24 +38,6 @@ at::Tensor read_csv(const std::string& file, int64_t dim) {
   return torch::tensor(values, torch::kFloat64).view({-1, dim});
 }
 
-at::Tensor read_pickled(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  check(in.good(), "cannot open the reference samples '", file, "'");
-  const std::vector<char> bytes{std::istreambuf_iterator<char>(in), {}};
-  try {
-    return torch::pickle_load(bytes).toTensor();
-  } catch (const std::exception& e) {
-    throw Error("'" + file + "' is not a tensor saved with torch.save (" + error_summary(e) + ")");
-  }
-}
-
-/// `batch` uniform indices in [0, size) from Φ of normal draws (replayable).
-at::Tensor uniform_indices(const Noise& noise, int64_t step, int64_t batch, int64_t size) {
-  const auto z = noise.normal(kReferenceStream, step, {batch}, torch::kFloat64);
-  const auto u = 0.5 * torch::erfc(-z / std::sqrt(2.0));
-  return (u * double(size)).floor().to(torch::kLong).clamp(0, size - 1);
-}
-
 }  // namespace
 
 MixtureReference::MixtureReference(std::shared_ptr<const GaussianMixture> mixture, at::Tensor theta,
@@ -81,7 +63,7 @@ FileReference::FileReference(at::Tensor samples, std::string name, int64_t batch
 
 at::Tensor FileReference::draw(int64_t step) const {
   if (batch_ == 0) return samples_;
-  const auto index = uniform_indices(noise_, step, batch_, samples_.size(0));
+  const auto index = noise_.uniform_indices(kReferenceStream, step, batch_, samples_.size(0));
   return samples_.index_select(0, index.to(samples_.device()));
 }
 
@@ -91,7 +73,8 @@ std::string FileReference::describe() const {
 }
 
 at::Tensor read_samples(const std::string& file, int64_t dim, const c10::TensorOptions& options) {
-  const auto samples = ends_with(file, ".pt") ? read_pickled(file) : read_csv(file, dim);
+  const auto samples =
+      ends_with(file, ".pt") ? load_saved_tensor(file, "reference samples") : read_csv(file, dim);
   check(samples.dim() == 2 && samples.size(1) == dim, "reference samples '", file, "' must be [N, ",
         dim, "], got ", samples.sizes());
   check(samples.size(0) >= 1, "reference samples '", file, "' hold no sample");

@@ -21,8 +21,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// watch_kl: a KL over kKlBlowUp × the first update's (or 1) within kKlWatchUpdates updates.
-constexpr double kKlBlowUp = 100.0;
+/// watch_kl: a path KL over kKlTooLarge within the first kKlWatchUpdates updates. Measured on
+/// the shipped pixel and latent models (docs/latent.md#choosing-lr-and-beta): a well-chosen
+/// step keeps it at 1-5 over updates 2-5, a step 3x too large reaches 20-45, 30x 2000. (The
+/// first update's KL is 0: its batch was sampled by θ₀ alone, so a ratio to it says nothing.)
+constexpr double kKlTooLarge = 15.0;
 constexpr int64_t kKlWatchUpdates = 10;
 constexpr int64_t kFirstLogged = 3;
 
@@ -114,6 +117,10 @@ bool TuneRun::run() {
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("tuning '{}' with reward '{}': {} iterations, run directory '{}'", config_.model,
                reward_->name(), config_.iterations, out.run_dir);
+  if (config_.trainer.objective.beta == 0)
+    spdlog::warn(
+        "objective.beta = 0: nothing holds the model near its data, and the path KL is "
+        "not computed (KL n/a); idtune eval --reference measures it afterwards");
   while (trainer_->iteration() < config_.iterations) {
     if (interrupt_requested()) {
       save_checkpoint();
@@ -138,28 +145,26 @@ bool TuneRun::run() {
 }
 
 void TuneRun::watch_kl(const IterationReport& r) {
-  if (!r.updated || kl_warned_) return;
-  if (first_kl_ < 0) {
-    first_kl_ = r.kl;
+  // A path KL that is large within a few updates: the model is being pushed off its data
+  // (reward hacking), the step too large or β too small for this model.
+  if (!r.updated || kl_warned_ || trainer_->updates() > kKlWatchUpdates || r.kl <= kKlTooLarge)
     return;
-  }
-  // A path KL that grows by orders of magnitude within a few updates: the reward is being
-  // hacked (the step is too large or β too small for this model).
-  if (trainer_->updates() > kKlWatchUpdates || r.kl <= kKlBlowUp * std::max(first_kl_, 1.0)) return;
   kl_warned_ = true;
   spdlog::warn(
-      "the path KL went from {:.3g} to {:.3g} in {} updates: the model is probably being pushed "
-      "off its data (reward hacking). Lower optimiser.lr (e.g. 10x) or raise objective.beta; "
-      "docs/bring-your-own-model.md#choosing-lr-and-beta",
-      first_kl_, r.kl, trainer_->updates());
+      "the path KL went from 0 to {:.3g} in {} updates: the model is probably being pushed off "
+      "its data (reward hacking). Lower optimiser.lr (the KL grows with lr squared) or raise "
+      "objective.beta; docs/latent.md#choosing-lr-and-beta",
+      r.kl, trainer_->updates());
 }
 
 void TuneRun::log_iteration(const IterationReport& r, double seconds) {
+  // With β = 0 the path KL is not computed (it would cost a reference call per step): null.
+  const bool kl_measured = config_.trainer.objective.beta > 0;
   const nlohmann::json line = {{"step", r.iteration},
                                {"updated", r.updated},
                                {"reward_mean", r.reward_mean},
                                {"reward_std", r.reward_std},
-                               {"kl", r.kl},
+                               {"kl", kl_measured ? nlohmann::json(r.kl) : nlohmann::json()},
                                {"loss", r.loss},
                                {"grad_norm", r.grad_norm},
                                {"lr", r.lr},
@@ -172,9 +177,10 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
   if (n <= 0 || (done % n != 0 && done != config_.iterations && done > kFirstLogged)) return;
   const double eta = wall_time_ / done * (config_.iterations - done);
   spdlog::info(
-      "[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {:.4f}  loss {:+.4f}  |g| {:.3g}  "
+      "[{:>6}/{}] reward {:+.4f} ± {:.4f}  KL {}  loss {:+.4f}  |g| {:.3g}  "
       "{:.0f} sample-steps/s  eta {:.0f}s",
-      done, config_.iterations, r.reward_mean, r.reward_std, r.kl, r.loss, r.grad_norm,
+      done, config_.iterations, r.reward_mean, r.reward_std,
+      kl_measured ? fmt::format("{:.4f}", r.kl) : std::string("n/a"), r.loss, r.grad_norm,
       r.sample_steps / seconds, eta);
 }
 

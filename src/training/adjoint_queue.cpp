@@ -12,7 +12,7 @@ AdjointQueue::AdjointQueue(const AdjointSolver& solver, const Sampler& sampler,
 
 void AdjointQueue::push(QueueSlot completed, const RewardFn& reward) {
   AdjointSlot slot{std::move(completed), sampler_.num_steps() - 1, {}};
-  slot.state = solver_.start(reward, slot.sample.path.final_state());
+  slot.state = solver_.start(reward, slot.sample.path.final_state(), slot.sample.path.condition);
   slots_.push_back(std::move(slot));
 }
 

@@ -22,6 +22,9 @@ void SampleQueue::push_fresh(const ScoreModel& model) {
   slot.stream = next_stream_++;
   slot.path = SamplePath::allocate(sampler_.num_steps(),
                                    initial_state(model, options_.batch, noise_, slot.stream));
+  if (options_.conditions)
+    slot.path.condition = options_.conditions->draw(
+        noise_, slot.stream, options_.batch, torch::dtype(model.dtype()).device(model.device()));
   slots_.push_back(std::move(slot));
 }
 
@@ -41,17 +44,19 @@ void SampleQueue::advance(const ScoreModel& model, int64_t theta_version) {
 void SampleQueue::advance_one_step(const ScoreModel& model, int64_t theta_version) {
   if (slots_.empty()) return;
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> y, k, xi;
+  std::vector<at::Tensor> y, k, xi, c;
   for (const auto& slot : slots_) {
     const int64_t step = slot.steps_done();
     y.push_back(slot.path.final_state());
+    if (slot.path.condition.defined()) c.push_back(slot.path.condition);
     k.push_back(sampler_.indices(options_.batch, step));
     if (sampler_.needs_noise())
       xi.push_back(step_noise(model, noise_, slot.stream, step, options_.batch));
   }
   // The whole queue in one model call: M·B samples, each at its own step.
   const auto next = sampler_.advance(model, torch::cat(y), torch::cat(k),
-                                     xi.empty() ? at::Tensor() : torch::cat(xi));
+                                     xi.empty() ? at::Tensor() : torch::cat(xi),
+                                     c.empty() ? at::Tensor() : torch::cat(c));
   const auto per_slot = next.split(options_.batch);
   for (size_t m = 0; m < slots_.size(); ++m) {
     slots_[m].path.record(per_slot[m]);

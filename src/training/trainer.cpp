@@ -69,7 +69,7 @@ namespace {
 bool is_backprop(Method m) { return m == Method::Draft || m == Method::DraftK; }
 
 SampleQueueOptions queue_options(const TrainerOptions& o) {
-  return {o.method == Method::Implicit ? o.queue_slots : 1, o.batch};
+  return {o.method == Method::Implicit ? o.queue_slots : 1, o.batch, o.conditions};
 }
 
 }  // namespace
@@ -90,6 +90,13 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
                "must be >= 1");
   select_trainable(model_, o.tune);
   model_.check_differentiable();  // before any sampling: a model without derivatives fails here
+  // Conditions: a conditional model needs a set; every label in range, every tensor's shape.
+  if (options_.conditions)
+    model_.check_conditions(options_.conditions->all().to(model_.device()),
+                            options_.conditions->all().size(0));
+  else
+    check(!model_.card().condition, model_.name(), ": the model is conditional: give the ",
+          "conditions its batches draw from (conditions.classes or conditions.file)");
   params_ = model_.trainable_parameters();
   optimiser_ = std::make_unique<torch::optim::Adam>(params_, torch::optim::AdamOptions(o.lr)
                                                                  .betas({o.betas[0], o.betas[1]})
@@ -161,9 +168,12 @@ std::optional<AdjointGradient> Trainer::completed_slot_gradient(IterationReport&
 AdjointGradient Trainer::backprop_gradient() {
   const uint64_t stream = next_draft_stream_++;
   const auto y0 = initial_state(model_, options_.batch, noise_, stream);
+  const auto c = options_.conditions
+                     ? options_.conditions->draw(noise_, stream, options_.batch, y0.options())
+                     : at::Tensor();
   const int64_t steps = options_.method == Method::Draft ? -1 : options_.backprop_steps;
   auto unrolled = unrolled_objective(sampler_, tuned(), y0, {noise_, stream}, reward_,
-                                     {options_.objective, steps});
+                                     {options_.objective, steps}, c);
   auto grads = torch::autograd::grad({unrolled.objective.mean()}, params_, {}, false, false,
                                      /*allow_unused=*/true);
   for (size_t i = 0; i < grads.size(); ++i)

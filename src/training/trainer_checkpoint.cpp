@@ -48,6 +48,7 @@ void write_slot(OutputArchive& archive, const std::string& key, const QueueSlot&
   // Y_0 … Y_j, the recorded part of the path's buffer.
   archive.write(key + "/states", slot.path.storage.narrow(0, 0, slot.steps_done() + 1));
   archive.write(key + "/versions", torch::tensor(slot.theta_versions, torch::kLong));
+  if (slot.path.condition.defined()) archive.write(key + "/condition", slot.path.condition);
 }
 
 QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps) {
@@ -57,6 +58,8 @@ QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps
   archive.read(key + "/states", states);
   slot.path = SamplePath::allocate(steps, states[0]);
   for (int64_t j = 1; j < states.size(0); ++j) slot.path.record(states[j]);
+  at::Tensor condition;
+  if (archive.try_read(key + "/condition", condition)) slot.path.condition = condition;
   at::Tensor versions;
   archive.read(key + "/versions", versions);
   slot.theta_versions.assign(versions.data_ptr<int64_t>(),
@@ -82,6 +85,18 @@ AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int
   archive.read(key + "/reward", slot.state.gradient.reward);
   archive.read(key + "/kl", slot.state.gradient.kl);
   return slot;
+}
+
+/// The condition set as the checkpoint records it: the labels, or N, shape and sums.
+nlohmann::json conditions_signature(const std::optional<ConditionSet>& conditions) {
+  if (!conditions) return nullptr;
+  const auto& all = conditions->all();
+  if (conditions->is_classes())
+    return std::vector<int64_t>(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
+  const auto f64 = all.to(torch::kFloat64);
+  return {{"tensors", all.sizes().vec()},
+          {"sum", f64.sum().item<double>()},
+          {"sum_of_squares", f64.square().sum().item<double>()}};
 }
 
 /// A value for a message, cut to a readable length.
@@ -118,6 +133,8 @@ nlohmann::json Trainer::signature() const {
           {"batch", o.batch},
           {"sampler.kind", name_of(o.sampler.kind, sampler_names())},
           {"sampler.table", {{"tau", tau}, {"a", a}, {"b", b}, {"sigma", sigma}}},
+          {"sampler.guidance_scale", o.sampler.guidance_scale},
+          {"conditions", conditions_signature(o.conditions)},
           {"algorithm.method", name_of(o.method, method_names())},
           {"algorithm.gradient", name_of(o.gradient, gradient_estimator_names())},
           {"algorithm.warm_start", o.warm_start},

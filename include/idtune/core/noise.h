@@ -22,6 +22,9 @@ class Noise {
   /// Drawn on the CPU with a counter-based seed, then moved to `options`' device.
   at::Tensor normal(uint64_t stream, int64_t step, std::vector<int64_t> shape,
                     const c10::TensorOptions& options) const;
+  /// `count` indices uniform in [0, size), as Φ of the normal draws of (stream, step):
+  /// replayable like the noise (int64, on the CPU).
+  at::Tensor uniform_indices(uint64_t stream, int64_t step, int64_t count, int64_t size) const;
   uint64_t seed() const { return seed_; }
 
  private:

@@ -28,6 +28,10 @@ torch::jit::Module load_torchscript(const std::string& path, c10::Device device,
 at::Tensor call_torchscript(const torch::jit::Module& module, const std::string& method,
                             const std::vector<at::Tensor>& inputs, const std::string& who);
 
+/// A tensor written by torch.save (e.g. precomputed text-encoder states, reference samples);
+/// `role` and the path start every message.
+at::Tensor load_saved_tensor(const std::string& path, const std::string& role);
+
 /// The cause of a torch exception in one line: the first line of c10::Error's message without
 /// its backtrace; for an error raised inside TorchScript code, the Python-style error line
 /// ("RuntimeError: ...") the interpreter puts last.

@@ -45,6 +45,8 @@ struct AdjointGradient {
 /// The adjoint's running state for one batch walking back: a_{k+1} and the sums so far.
 struct AdjointState {
   at::Tensor a;
+  /// The batch's conditions (undefined: unconditional).
+  at::Tensor condition;
   /// While walking: grad holds Σ_b ∇_θ J_b so far; finish() turns it into the batch mean.
   AdjointGradient gradient;
 };
@@ -60,10 +62,12 @@ class AdjointSolver {
   /// One step back of the adjoint at states y whose samples are at steps k ([B] int64).
   /// Gradients are summed over the batch.
   AdjointStep step(const TunedModel& tuned, const at::Tensor& y, const at::Tensor& a_next,
-                   const at::Tensor& k) const;
+                   const at::Tensor& k, const at::Tensor& c = {}) const;
 
-  /// The adjoint at Y_K: a_K = λ ∇_y R(Y_K), R(Y_K) recorded, nothing accumulated yet.
-  AdjointState start(const RewardFn& reward, const at::Tensor& y_final) const;
+  /// The adjoint at Y_K: a_K = λ ∇_y R(Y_K), R(Y_K) recorded, nothing accumulated yet; the
+  /// batch's conditions `c` ride along for the steps back.
+  AdjointState start(const RewardFn& reward, const at::Tensor& y_final,
+                     const at::Tensor& c = {}) const;
   /// One step back from the state at step k + 1 to step k (y = Y_k), accumulating ∇_θ and c_k.
   void step_back(const TunedModel& tuned, const at::Tensor& y, int64_t k,
                  AdjointState& state) const;

@@ -32,6 +32,7 @@ struct UnrolledOptions {
 /// reference of `tuned` may be null when β = 0; its `params` are not used.
 UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& tuned,
                                      const at::Tensor& y0, const BatchNoise& noise,
-                                     const RewardFn& reward, const UnrolledOptions& options = {});
+                                     const RewardFn& reward, const UnrolledOptions& options = {},
+                                     const at::Tensor& c = {});
 
 }  // namespace idtune

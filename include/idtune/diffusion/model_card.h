@@ -40,6 +40,28 @@ struct DecoderCard {
   std::vector<int64_t> image_shape;
 };
 
+/// What a conditional network's third input c is.
+enum class ConditionKind { Class, Tensor };
+const NameTable<ConditionKind>& condition_kind_names();
+
+/// A conditional model: forward(x, t, c), c int64 class labels [B] or a float tensor
+/// [B, shape…]; `null` is the unconditional input classifier-free guidance needs.
+struct ConditionCard {
+  ConditionKind kind = ConditionKind::Class;
+  /// Class: labels 0 … num_classes − 1.
+  int64_t num_classes = 0;
+  /// Class: the label trained as "no condition" (label dropout), usually num_classes; −1: none.
+  int64_t null_class = -1;
+  /// Tensor: the shape of one condition (e.g. [77, 768] text-encoder states).
+  std::vector<int64_t> shape;
+  /// Tensor: a torch.save'd tensor [shape…] used as "no condition" (relative to the card's
+  /// folder); empty: none.
+  std::string null_file;
+  bool has_null() const {
+    return kind == ConditionKind::Class ? null_class >= 0 : !null_file.empty();
+  }
+};
+
 struct ModelCard {
   /// The model's input shape [C, H, W]: the image, or the latent of a latent model.
   std::vector<int64_t> shape;
@@ -57,6 +79,8 @@ struct ModelCard {
   TimeDtype time_dtype = TimeDtype::Float;
   /// Set for a latent model.
   std::optional<DecoderCard> decoder;
+  /// Set for a conditional model.
+  std::optional<ConditionCard> condition;
   /// Free-form record of where the model came from (base model, reward, λ, β, steps...).
   nlohmann::json provenance = nlohmann::json::object();
 };

@@ -41,6 +41,9 @@ struct SamplerOptions {
   double t_min = 1e-3;
   DdpmVariance ddpm_variance = DdpmVariance::Posterior;
   TimeSpacing spacing = TimeSpacing::Uniform;
+  /// w of classifier-free guidance, s = (1 + w) s(x, t, c) − w s(x, t, ∅), in every step
+  /// (0: off). Needs a conditional model whose card has a null condition.
+  double guidance_scale = 0.0;
 };
 
 /// Reads a sampler object (unknown keys rejected).
@@ -76,11 +79,14 @@ class Sampler {
   at::Tensor times(const at::Tensor& k) const;
   /// σ_k for each sample, shaped [B, 1, 1, 1].
   at::Tensor sigma(const at::Tensor& k) const;
-  /// m_k(y; θ) = a_k y + b_k s_θ(y, τ_k) for each sample.
-  at::Tensor mean(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k) const;
+  /// m_k(y; θ) = a_k y + b_k s_θ(y, τ_k[, c]) for each sample, with the options' guidance:
+  /// the step stays affine in the network's outputs, so the queue, the adjoint and the KL
+  /// are the same with conditions and guidance. `c`: the samples' conditions, or undefined.
+  at::Tensor mean(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
+                  const at::Tensor& c = {}) const;
   /// Y_{k+1} = m_k(Y_k; θ) + σ_k ξ_k; ξ may be undefined for a deterministic sampler.
   at::Tensor advance(const ScoreModel& model, const at::Tensor& y, const at::Tensor& k,
-                     const at::Tensor& xi) const;
+                     const at::Tensor& xi, const at::Tensor& c = {}) const;
   /// Deterministic samplers: Y_k ≈ (Y_{k+1} − b_k s_θ(Y_{k+1}, τ_{k+1})) / a_k, the chain
   /// run backwards with the score at the later point (paper's Algorithm 4).
   at::Tensor reconstruct_previous(const ScoreModel& model, const at::Tensor& y_next,

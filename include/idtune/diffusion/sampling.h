@@ -16,6 +16,7 @@ namespace idtune {
 struct SamplePath {
   at::Tensor storage;              // [K+1, B, C, H, W]
   std::vector<at::Tensor> states;  // views storage[0 … j] of the states recorded so far
+  at::Tensor condition;            // the samples' conditions (undefined: unconditional)
   const at::Tensor& final_state() const { return states.back(); }
 
   /// A path for `steps` chain steps starting at (a copy of) y0.
@@ -32,9 +33,9 @@ at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& no
 at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stream, int64_t k,
                       int64_t batch);
 
-/// Runs all K steps without gradient from `y0`, keeping every state.
+/// Runs all K steps without gradient from `y0` (with conditions `c`, if any), keeping every state.
 SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
-                       const Noise& noise, uint64_t stream);
+                       const Noise& noise, uint64_t stream, const at::Tensor& c = {});
 
 /// The end of θ's chain and its path KL to a reference (spec §3).
 struct SampleWithKl {
@@ -47,6 +48,6 @@ struct SampleWithKl {
 /// stochastic sampler (the KL is infinite where σ_k = 0).
 SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model,
                                  const ScoreModel& reference, const at::Tensor& y0,
-                                 const BatchNoise& noise);
+                                 const BatchNoise& noise, const at::Tensor& c = {});
 
 }  // namespace idtune

@@ -36,15 +36,27 @@ class ScoreModel {
   /// loads the card's decoder, if any (a relative path is relative to the card's folder).
   static ScoreModel load(const std::string& model_path, const ScoreModelOptions& options = {});
 
-  /// Wraps a module made in memory; validated like a loaded one. `name` labels messages.
+  /// Wraps a module made in memory; validated like a loaded one. `name` labels messages;
+  /// `null_tensor` [shape…] is the null condition of a tensor-conditioned card (null_file).
   ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options = {},
-             std::string name = "<in-memory model>");
+             std::string name = "<in-memory model>", at::Tensor null_tensor = {});
 
-  /// The network's prediction o(x, t) (its first C output channels); t is [B] in the
-  /// schedule's time (continuous t or step index), fed as the card says.
-  at::Tensor output(const at::Tensor& x, const at::Tensor& t) const;
-  /// The score s_θ(x, t) from the output, by the card's `prediction`.
-  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const;
+  /// The network's prediction o(x, t[, c]) (its first C output channels); t is [B] in the
+  /// schedule's time (continuous t or step index), fed as the card says; c the conditions of
+  /// a conditional model (int64 labels [B] or a float tensor [B, shape…]), undefined otherwise.
+  at::Tensor output(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c = {}) const;
+  /// The score s_θ(x, t[, c]) from the output, by the card's `prediction`.
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c = {}) const;
+  /// Classifier-free guidance with scale w: (1 + w) s(x, t, c) − w s(x, t, ∅), both halves
+  /// in one batched call; w = 0 is score(x, t, c). Needs the card's null condition when w ≠ 0.
+  at::Tensor guided_score(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c,
+                          double w) const;
+  /// The card's null condition ∅ for a batch (throws when the card has none).
+  at::Tensor null_condition(int64_t batch) const;
+  /// Throws idtune::Error unless `c` fits a batch of `batch`: undefined for an unconditional
+  /// model; int64 [B] labels or a floating [B, shape…] tensor as the card says. Labels are
+  /// range-checked here (one device sync): call it at boundaries, not per step.
+  void check_conditions(const at::Tensor& c, int64_t batch) const;
 
   /// The images of samples: decoder(samples / scale_factor) for a latent model, else the
   /// samples themselves. Differentiable in the samples (the decoder's weights are frozen).
@@ -87,6 +99,10 @@ class ScoreModel {
   void validate() const;
   /// t as the network takes it: the step index (discrete) or time_scale · t.
   at::Tensor network_time(const at::Tensor& t) const;
+  /// forward(x, t[, c]) of the network, refusing conditions that the card does not declare.
+  at::Tensor network(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) const;
+  /// Conditions for probes: the null condition, else zeros (undefined when unconditional).
+  at::Tensor probe_conditions(int64_t batch) const;
   std::shared_ptr<State> state_;
 };
 

@@ -10,11 +10,14 @@ namespace idtune {
 /// The 1-D problem of the paper's §4.3 (spec §7) on images of shape [1, 1, 1], `ou` schedule:
 ///     s(x, t) = −κ (x − θ e^{−t});  with κ = 1 this is the exact score of p_data = N(θ, 1).
 /// Parameters `theta` and `kappa`.
+/// Class-conditional when `class_thetas` is set: s(x, t, c) = −κ (x − θ_c e^{−t}), one θ_c
+/// per label 0 … n−1 and the null label n (its θ the last entry: n + 1 values).
 struct OuGaussianOptions {
   double theta = 0.0;
   double kappa = 1.0;
   double t_max = 1.0;
   ScoreModelOptions model{c10::kCPU, c10::kDouble};
+  std::vector<double> class_thetas;
 };
 ScoreModel make_ou_gaussian_model(const OuGaussianOptions& options);
 
@@ -28,6 +31,9 @@ struct TinyUNetOptions {
   Prediction prediction = Prediction::Score;
   uint64_t seed = 0;
   ScoreModelOptions model{c10::kCPU, c10::kDouble};
+  /// > 0: class-conditional, forward(x, t, c) with a label embedding added to the time
+  /// embedding; labels 0 … classes − 1 and the null label `classes`.
+  int64_t classes = 0;
 };
 ScoreModel make_tiny_unet(const TinyUNetOptions& options);
 

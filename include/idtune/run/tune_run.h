@@ -49,8 +49,7 @@ class TuneRun {
   std::unique_ptr<Reward> reward_;
   double wall_time_offset_ = 0;  // seconds of earlier sessions (resume)
   double wall_time_ = 0;
-  double first_kl_ = -1;  // the first update's KL (watch_kl)
-  bool kl_warned_ = false;
+  bool kl_warned_ = false;  // watch_kl warns once
 };
 
 }  // namespace idtune

@@ -5,6 +5,7 @@
 // step k and time τ_k). The slot that completes K steps leaves; a fresh N(0, I) slot enters.
 
 #include "idtune/core/noise.h"
+#include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/score_model.h"
@@ -31,6 +32,9 @@ struct SampleQueueOptions {
   int64_t slots = 1;
   /// B: samples per slot.
   int64_t batch = 16;
+  /// A conditional model's conditions: each fresh slot draws B from the set, replayably
+  /// from (seed, stream); the slot's path carries them.
+  std::optional<ConditionSet> conditions;
 };
 
 class SampleQueue {

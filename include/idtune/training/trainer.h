@@ -9,6 +9,7 @@
 #include "idtune/core/noise.h"
 #include "idtune/core/objective.h"
 #include "idtune/diffusion/adjoint.h"
+#include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/reward_fn.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/score_model.h"
@@ -70,6 +71,9 @@ struct TrainerOptions {
   OptimiserOptions optimiser;
   /// Seed of every noise draw: Y_0 and ξ of each batch are replayable from it.
   uint64_t seed = 0;
+  /// A conditional model's conditions: each batch draws its own from the set (replayable
+  /// from the seed); required for a conditional model, refused for an unconditional one.
+  std::optional<ConditionSet> conditions;
 };
 
 /// What one outer iteration did.
