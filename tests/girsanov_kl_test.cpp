@@ -107,5 +107,51 @@ TEST(GirsanovKl, RefusesBetaWithDeterministicSampler) {
   }
 }
 
+// Issue 13: classifier-free guidance keeps the chain Gaussian on the 1-D problem. With
+// s(x, t, c) = −κ(x − θ_c e^{−t}), the guided score (1 + w)s(x, t, c) − w s(x, t, ∅) is
+// −κ(x − θ_eff e^{−t}) with θ_eff = (1 + w)θ_c − wθ_∅: θ's guided chain against the
+// reference's guided chain (same w) has the closed-form KL of two unconditional chains.
+TEST(GirsanovKl, GuidedConditionalChainsMatchTheClosedForm) {
+  const double kappa = 1.4, kappa_ref = 1.0, w = 2.0;  // κ differs: c_k depends on the path
+  const std::vector<double> theta{1.2, -0.5, 0.3}, theta_ref{0.2, 0.4, -0.1};  // labels 0, 1, ∅
+  const auto effective = [&](const std::vector<double>& th, int c) {
+    return (1 + w) * th[c] - w * th[2];
+  };
+  auto model = make_ou_gaussian_model({0, kappa, kTMax, {c10::kCPU, c10::kDouble}, theta});
+  auto reference =
+      make_ou_gaussian_model({0, kappa_ref, kTMax, {c10::kCPU, c10::kDouble}, theta_ref});
+  SamplerOptions options{SamplerKind::SdeEuler, kSteps, kTMin};
+  options.guidance_scale = w;
+  Sampler sampler(options, model);
+  const int64_t half = kSamples / 2;
+  // Half the batch class 0, half class 1: each half's KL has its own closed form.
+  const auto labels =
+      torch::cat({torch::zeros({half}, torch::kLong), torch::ones({half}, torch::kLong)});
+  Noise noise(9);
+  const auto y0 = initial_state(model, kSamples, noise, 0);
+  const auto sampled = sample_with_path_kl(sampler, model, reference, y0, {noise, 0}, labels);
+  for (int c : {0, 1}) {
+    const double closed_form = gaussian_kl(
+        joint_law(testing::ou_euler_chain(effective(theta, c), kappa, kTMax, kTMin, kSteps, true)),
+        joint_law(testing::ou_euler_chain(effective(theta_ref, c), kappa_ref, kTMax, kTMin, kSteps,
+                                          true)));
+    const auto kl = sampled.kl.narrow(0, c * half, half);
+    const double estimate = kl.mean().item<double>();
+    const double tolerance = kStandardErrors * kl.std().item<double>() / std::sqrt(double(half));
+    EXPECT_NEAR(estimate, closed_form, tolerance)
+        << "class " << c << ": Girsanov " << estimate << " vs closed form " << closed_form;
+    EXPECT_GT(closed_form, 0.05);
+  }
+  // And the path itself: each half's mean at the end is the guided chain's (θ_eff).
+  for (int c : {0, 1}) {
+    const auto moments = testing::chain_moments(
+        testing::ou_euler_chain(effective(theta, c), kappa, kTMax, kTMin, kSteps, true));
+    const auto end = sampled.final_state.narrow(0, c * half, half);
+    EXPECT_NEAR(end.mean().item<double>(), moments.mean,
+                kStandardErrors * std::sqrt(moments.variance / double(half)))
+        << "class " << c;
+  }
+}
+
 }  // namespace
 }  // namespace idtune

@@ -3,6 +3,7 @@
 #include "idtune/core/error.h"
 
 #include <algorithm>
+#include <charconv>
 
 namespace idtune::cli {
 
@@ -53,6 +54,23 @@ int64_t Flags::integer(const std::string& name) const {
   check(x == static_cast<double>(static_cast<int64_t>(x)), "idtune ", command_, ": --", name,
         " expects an integer, got '", text(name), "'");
   return static_cast<int64_t>(x);
+}
+
+std::vector<int64_t> Flags::integers(const std::string& name) const {
+  std::vector<int64_t> values;
+  const std::string& list = text(name);
+  for (size_t start = 0; start < list.size();) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), value);
+    check(!item.empty() && error == std::errc() && end == item.data() + item.size(), "idtune ",
+          command_, ": --", name, " expects integers separated by commas (e.g. 0,1,2), got '", list,
+          "'");
+    values.push_back(value);
+    start = comma + 1;
+  }
+  return values;
 }
 
 bool Flags::on(const std::string& name) const { return text(name) == "true"; }

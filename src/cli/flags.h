@@ -26,6 +26,8 @@ class Flags {
   const std::string& text(const std::string& name) const;
   double number(const std::string& name) const;
   int64_t integer(const std::string& name) const;
+  /// A comma-separated list of integers ("0,1,2"); empty when the flag is empty.
+  std::vector<int64_t> integers(const std::string& name) const;
   bool on(const std::string& name) const;
   const std::vector<std::string>& all(const std::string& name) const;
 

@@ -5,6 +5,9 @@
 #include "idtune/eval/image_grid.h"
 
 #include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
 
 namespace idtune::cli {
 
@@ -16,9 +19,20 @@ int run_sample(const Flags& flags) {
   const Noise noise(static_cast<uint64_t>(flags.integer("seed")));
   const int64_t n = flags.integer("n");
   check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);
+  // A conditional model: --classes, one row of n / |classes| samples per class.
+  const auto classes = flags.integers("classes");
+  at::Tensor c;
+  int64_t rows_of = 0;
+  if (!classes.empty()) {
+    rows_of = std::max<int64_t>(1, n / static_cast<int64_t>(classes.size()));
+    c = torch::tensor(classes, torch::kLong).repeat_interleave(rows_of).to(model.device());
+    model.check_conditions(c, c.size(0));
+  }
+  const int64_t count = classes.empty() ? n : c.size(0);
   const auto images =
-      sample_path(sampler, model, initial_state(model, n, noise, 0), noise, 0).final_state();
-  write_image_grid(model.images(images), model.card().data_range, flags.text("out"));
+      sample_path(sampler, model, initial_state(model, count, noise, 0), noise, 0, c).final_state();
+  torch::NoGradGuard no_grad;
+  write_image_grid(model.images(images), model.card().data_range, flags.text("out"), rows_of);
   spdlog::info("wrote {} samples of '{}' to '{}'", n, flags.text("model"), flags.text("out"));
   return 0;
 }
@@ -30,7 +44,8 @@ Command sample_command() {
           with_sampling_flags(
               {{"model", "", "TorchScript score model (card beside it)", false, false, true},
                {"out", "samples.png", "PNG grid to write"},
-               {"n", "64", "number of samples"}}),
+               {"n", "64", "number of samples"},
+               {"classes", "", "conditional models: labels, one grid row each (e.g. 0,1,2)"}}),
           run_sample};
 }
 

@@ -5,12 +5,14 @@
 namespace idtune::cli {
 
 std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
-  flags.insert(flags.end(), {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
-                             {"steps", "100", "sampling steps K"},
-                             {"spacing", "uniform", "time grid: uniform or quadratic"},
-                             {"seed", "0", "noise seed"},
-                             {"device", "cpu", "cpu or cuda"},
-                             {"dtype", "float32", "float32 or float64"}});
+  flags.insert(flags.end(),
+               {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
+                {"steps", "100", "sampling steps K"},
+                {"spacing", "uniform", "time grid: uniform or quadratic"},
+                {"guidance", "0", "classifier-free guidance scale w (conditional models)"},
+                {"seed", "0", "noise seed"},
+                {"device", "cpu", "cpu or cuda"},
+                {"dtype", "float32", "float32 or float64"}});
   return flags;
 }
 
@@ -23,11 +25,13 @@ Sampler make_sampler(const Flags& flags, const ScoreModel& model) {
   options.kind = parse_name(flags.text("sampler"), sampler_names(), "--sampler");
   options.steps = flags.integer("steps");
   options.spacing = parse_name(flags.text("spacing"), time_spacing_names(), "--spacing");
+  options.guidance_scale = flags.number("guidance");
   try {
     return Sampler(options, model);
   } catch (const InvalidOption& e) {  // name the flag the value came from
-    const std::string flag = e.key() == "sampler.kind"
-                                 ? std::string("--sampler")
+    const std::string flag = e.key() == "sampler.kind" ? std::string("--sampler")
+                             : e.key() == "sampler.guidance_scale"
+                                 ? std::string("--guidance")
                                  : "--" + e.key().substr(e.key().find('.') + 1);
     throw Error(flag + " " + e.detail());
   }

@@ -246,6 +246,7 @@ at::Tensor ScoreModel::output(const at::Tensor& x, const at::Tensor& t, const at
 at::Tensor ScoreModel::guided_score(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c,
                                     double w) const {
   if (w == 0) return score(x, t, c);
+  check(c.defined(), state_->name, ": guidance (w = ", w, ") needs the samples' conditions");
   const int64_t B = x.size(0);
   // One batched call for the conditional and the unconditional halves.
   const auto both = score(torch::cat({x, x}), torch::cat({t, t}),

@@ -4,12 +4,14 @@
 #include "idtune/core/error.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/core/torchscript.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/eval/image_grid.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -71,9 +73,16 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
   RewardFn reward_of_samples = [reward = *reward_, model](const at::Tensor& samples) {
     return reward(model.images(samples));
   };
+  auto trainer_options = config_.trainer;
+  const auto& conditions = config_.conditions;
+  if (!conditions.classes.empty())
+    trainer_options.conditions = ConditionSet::classes(conditions.classes);
+  else if (!conditions.file.empty())
+    trainer_options.conditions =
+        ConditionSet::tensors(load_saved_tensor(conditions.file, "conditions"));
   try {
     trainer_ =
-        std::make_unique<Trainer>(config_.trainer, std::move(model), std::move(reward_of_samples));
+        std::make_unique<Trainer>(trainer_options, std::move(model), std::move(reward_of_samples));
   } catch (const InvalidOption& e) {
     throw with_json_path(e, config_.source);
   }
@@ -186,10 +195,24 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
 
 void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const {
   const Noise noise(config_.output.grid_seed);  // the same images every time
-  const auto y0 = initial_state(model, config_.output.grid_samples, noise, 0);
-  const auto samples = sample_path(trainer_->sampler(), model, y0, noise, 0).final_state();
+  int64_t n = config_.output.grid_samples, columns = 0;
+  at::Tensor c;
+  const auto& classes = config_.conditions.classes;
+  if (!classes.empty()) {  // one row per class
+    std::vector<int64_t> labels(classes);
+    std::sort(labels.begin(), labels.end());
+    labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+    columns = std::max<int64_t>(1, n / static_cast<int64_t>(labels.size()));
+    n = columns * static_cast<int64_t>(labels.size());
+    c = torch::tensor(labels, torch::kLong).repeat_interleave(columns).to(model.device());
+  } else if (const auto& set = trainer_->options().conditions) {
+    c = set->draw(noise, 0, n, torch::dtype(model.dtype()).device(model.device()));
+  }
+  const auto y0 = initial_state(model, n, noise, 0);
+  const auto samples = sample_path(trainer_->sampler(), model, y0, noise, 0, c).final_state();
   torch::NoGradGuard no_grad;
-  write_image_grid(model.images(samples), model.card().data_range, path("samples/" + name));
+  write_image_grid(model.images(samples), model.card().data_range, path("samples/" + name),
+                   columns);
 }
 
 void TuneRun::save_checkpoint() const { trainer_->save_checkpoint(path("checkpoint.pt")); }

@@ -81,6 +81,7 @@ AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int
   slot.sample = read_slot(archive, key + "/sample", steps);
   slot.next_step = read_int(archive, key + "/next_step");
   archive.read(key + "/a", slot.state.a);
+  slot.state.condition = slot.sample.path.condition;  // the batch's conditions walk back with it
   slot.state.gradient.grad = read_tensors(archive, key + "/grad");
   archive.read(key + "/reward", slot.state.gradient.reward);
   archive.read(key + "/kl", slot.state.gradient.kl);

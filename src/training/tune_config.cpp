@@ -67,6 +67,15 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   if (reader.has("objective")) parse_objective(reader.object("objective"), c.trainer);
   if (reader.has("algorithm")) parse_algorithm(reader.object("algorithm"), c.trainer);
   if (reader.has("optimiser")) parse_optimiser(reader.object("optimiser"), c.trainer.optimiser);
+  if (reader.has("conditions")) {
+    auto conditions = reader.object("conditions");
+    conditions.read("classes", c.conditions.classes);
+    conditions.read("file", c.conditions.file);
+    conditions.finish();
+    check(c.conditions.classes.empty() != c.conditions.file.empty(), conditions.path_of("classes"),
+          ": give either classes (a list of labels) or file ",
+          "(a torch.save'd tensor of conditions)");
+  }
   if (reader.has("output")) parse_output(reader.object("output"), c.output);
   reader.finish();
   c.source = source;
@@ -77,37 +86,41 @@ nlohmann::json to_json(const TuneConfig& c) {
   const auto& t = c.trainer;
   const auto& o = t.optimiser;
   const auto& out = c.output;
-  return {{"model", c.model},
-          {"device", c.device},
-          {"dtype", c.dtype},
-          {"reward", c.reward},
-          {"iterations", c.iterations},
-          {"batch", t.batch},
-          {"seed", t.seed},
-          {"sampler", to_json(t.sampler)},
-          {"objective", {{"lambda", t.objective.lambda}, {"beta", t.objective.beta}}},
-          {"algorithm",
-           {{"method", name_of(t.method, method_names())},
-            {"queue_slots", t.queue_slots},
-            {"warm_start", t.warm_start},
-            {"gradient", name_of(t.gradient, gradient_estimator_names())},
-            {"backprop_steps", t.backprop_steps}}},
-          {"optimiser",
-           {{"lr", o.lr},
-            {"betas", o.betas},
-            {"eps", o.eps},
-            {"weight_decay", o.weight_decay},
-            {"clip_grad_norm", o.clip_grad_norm},
-            {"ema_decay", o.ema_decay},
-            {"tune", o.tune}}},
-          {"output",
-           {{"run_dir", out.run_dir},
-            {"grids", out.grids},
-            {"log_every", out.log_every},
-            {"image_every", out.image_every},
-            {"checkpoint_every", out.checkpoint_every},
-            {"grid_samples", out.grid_samples},
-            {"grid_seed", out.grid_seed}}}};
+  nlohmann::json json = {
+      {"model", c.model},
+      {"device", c.device},
+      {"dtype", c.dtype},
+      {"reward", c.reward},
+      {"iterations", c.iterations},
+      {"batch", t.batch},
+      {"seed", t.seed},
+      {"sampler", to_json(t.sampler)},
+      {"objective", {{"lambda", t.objective.lambda}, {"beta", t.objective.beta}}},
+      {"algorithm",
+       {{"method", name_of(t.method, method_names())},
+        {"queue_slots", t.queue_slots},
+        {"warm_start", t.warm_start},
+        {"gradient", name_of(t.gradient, gradient_estimator_names())},
+        {"backprop_steps", t.backprop_steps}}},
+      {"optimiser",
+       {{"lr", o.lr},
+        {"betas", o.betas},
+        {"eps", o.eps},
+        {"weight_decay", o.weight_decay},
+        {"clip_grad_norm", o.clip_grad_norm},
+        {"ema_decay", o.ema_decay},
+        {"tune", o.tune}}},
+      {"output",
+       {{"run_dir", out.run_dir},
+        {"grids", out.grids},
+        {"log_every", out.log_every},
+        {"image_every", out.image_every},
+        {"checkpoint_every", out.checkpoint_every},
+        {"grid_samples", out.grid_samples},
+        {"grid_seed", out.grid_seed}}}};
+  if (!c.conditions.classes.empty()) json["conditions"] = {{"classes", c.conditions.classes}};
+  if (!c.conditions.file.empty()) json["conditions"] = {{"file", c.conditions.file}};
+  return json;
 }
 
 void apply_override(nlohmann::json& config, const std::string& assignment) {

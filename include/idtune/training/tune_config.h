@@ -28,6 +28,14 @@ struct OutputOptions {
   uint64_t grid_seed = 1234;
 };
 
+/// The conditions of a conditional model's batches: class labels, or a torch.save'd tensor
+/// [N, shape…] of N conditions (e.g. text-encoder states). Exactly one, or neither for an
+/// unconditional model.
+struct ConditionsConfig {
+  std::vector<int64_t> classes;
+  std::string file;
+};
+
 struct TuneConfig {
   /// TorchScript score model; its card is the .json beside it.
   std::string model;
@@ -40,6 +48,7 @@ struct TuneConfig {
   /// Outer iterations of the algorithm.
   int64_t iterations = 100;
   TrainerOptions trainer;
+  ConditionsConfig conditions;
   OutputOptions output;
   /// The file it was read from, for messages (not part of the configuration).
   std::string source;
