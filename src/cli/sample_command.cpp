@@ -1,13 +1,12 @@
 // idtune sample --model m.pt --n 64 --out grid.png
 
 #include "commands.h"
+#include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/eval/image_grid.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
-
-#include <algorithm>
 
 namespace idtune::cli {
 
@@ -24,8 +23,9 @@ int run_sample(const Flags& flags) {
   at::Tensor c;
   int64_t rows_of = 0;
   if (!classes.empty()) {
-    rows_of = std::max<int64_t>(1, n / static_cast<int64_t>(classes.size()));
-    c = torch::tensor(classes, torch::kLong).repeat_interleave(rows_of).to(model.device());
+    const auto rows = class_rows(classes, n);
+    c = rows.labels.to(model.device());
+    rows_of = rows.per_row;
     model.check_conditions(c, c.size(0));
   }
   const int64_t count = classes.empty() ? n : c.size(0);

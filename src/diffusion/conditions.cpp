@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 namespace idtune {
 
 namespace {
@@ -33,6 +35,14 @@ at::Tensor ConditionSet::draw(const Noise& noise, uint64_t stream, int64_t batch
   const auto index = noise.uniform_indices(stream, kConditionStep, batch, values_.size(0));
   const auto drawn = values_.index_select(0, index);
   return classes_ ? drawn.to(options.device()) : drawn.to(options.device(), options.dtype());
+}
+
+ClassRows class_rows(std::vector<int64_t> labels, int64_t n) {
+  check(!labels.empty(), "class rows: no labels");
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  const int64_t per_row = std::max<int64_t>(1, n / static_cast<int64_t>(labels.size()));
+  return {torch::tensor(labels, torch::kLong).repeat_interleave(per_row), per_row};
 }
 
 }  // namespace idtune

@@ -11,7 +11,6 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -199,12 +198,10 @@ void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const
   at::Tensor c;
   const auto& classes = config_.conditions.classes;
   if (!classes.empty()) {  // one row per class
-    std::vector<int64_t> labels(classes);
-    std::sort(labels.begin(), labels.end());
-    labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
-    columns = std::max<int64_t>(1, n / static_cast<int64_t>(labels.size()));
-    n = columns * static_cast<int64_t>(labels.size());
-    c = torch::tensor(labels, torch::kLong).repeat_interleave(columns).to(model.device());
+    const auto rows = class_rows(classes, n);
+    c = rows.labels.to(model.device());
+    columns = rows.per_row;
+    n = c.size(0);
   } else if (const auto& set = trainer_->options().conditions) {
     c = set->draw(noise, 0, n, torch::dtype(model.dtype()).device(model.device()));
   }

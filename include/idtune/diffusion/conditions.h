@@ -34,4 +34,12 @@ class ConditionSet {
   bool classes_;
 };
 
+/// Labels for a grid of about `n` images with one row per distinct label (in increasing order):
+/// each label `per_row` = n / |distinct labels| times (at least once).
+struct ClassRows {
+  at::Tensor labels;
+  int64_t per_row;
+};
+ClassRows class_rows(std::vector<int64_t> labels, int64_t n);
+
 }  // namespace idtune
