@@ -35,6 +35,13 @@ RewardFn brightness() {
   return [](const at::Tensor& x) { return x.mean({1, 2, 3}); };
 }
 
+/// A reward that reads each sample's label: brightness for label 0, twice that for 1, …
+RewardFn label_weighted_brightness() {
+  return [](const at::Tensor& x, const at::Tensor& c) {
+    return x.mean({1, 2, 3}) * (1 + c.to(x.scalar_type()));
+  };
+}
+
 struct GuidanceCase {
   SamplerKind sampler;
   double w;
@@ -59,10 +66,11 @@ TEST_P(ConditionalAdjoint, MatchesAutogradThroughTheGuidedSampler) {
   const auto y0 = initial_state(model, 4, noise, 0);
   const auto labels = ConditionSet::classes({0, 1, 2}).draw(noise, 0, 4, y0.options());
   const auto path = sample_path(sampler, model, y0, noise, 0, labels);
+  const auto reward = label_weighted_brightness();  // the terminal cotangent reads the labels
   const auto adjoint =
-      AdjointSolver(sampler, {1.3, 0.4}).gradient({model, params, &reference}, path, brightness());
+      AdjointSolver(sampler, {1.3, 0.4}).gradient({model, params, &reference}, path, reward);
   const auto unrolled = unrolled_objective(sampler, {model, params, &reference}, y0, {noise, 0},
-                                           brightness(), {{1.3, 0.4}}, labels);
+                                           reward, {{1.3, 0.4}}, labels);
   const auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
   EXPECT_LT(testing::relative_error(adjoint.grad, autograd), kAdjointTolerance);
   EXPECT_LT(testing::relative_error({adjoint.kl}, {unrolled.kl}), kAdjointTolerance);
@@ -70,7 +78,7 @@ TEST_P(ConditionalAdjoint, MatchesAutogradThroughTheGuidedSampler) {
   // The conditions matter: other labels give another gradient.
   const auto other = sample_path(sampler, model, y0, noise, 0, (labels + 1) % kClasses);
   const auto moved =
-      AdjointSolver(sampler, {1.3, 0.4}).gradient({model, params, &reference}, other, brightness());
+      AdjointSolver(sampler, {1.3, 0.4}).gradient({model, params, &reference}, other, reward);
   EXPECT_GT(testing::relative_error(moved.grad, autograd), 1e-3);
 }
 

@@ -144,6 +144,22 @@ TEST(RewardTorchScript, ClassifierRewardIsTheLogSoftmaxOfItsClass) {
   expect_close(r(x), expected, kRoundOff);
 }
 
+TEST(RewardTorchScript, ConditionalClassifierRewardReadsEachSamplesLabel) {
+  TempDir dir;
+  const auto card = card_with({1, 2, 2});
+  torch::manual_seed(1);
+  const auto W = torch::randn({4, 4}, torch::kFloat64), b = torch::randn({4}, torch::kFloat64);
+  const auto path = save_linear_classifier(dir, W, b);
+  auto r = parse("classifier-cond:" + path + " + brightness", card);
+  const auto x = images_for(card, 3);
+  const auto labels = torch::tensor({2, 0, 3}, torch::kLong);
+  const auto log_p = torch::log_softmax(torch::matmul(x.flatten(1), W.t()) + b, 1);
+  const auto expected = torch::stack({log_p[0][2], log_p[1][0], log_p[2][3]}) +
+                        ((x + 1) / 2).mean({1, 2, 3});  // + brightness on [-1, 1]
+  expect_close(r(x, labels), expected, kRoundOff);
+  testing::expect_error([&] { r(x); }, {"classifier-cond needs each sample's class label"});
+}
+
 TEST(RewardTorchScript, UserModuleRoundTripsWithItsValueAndGradient) {
   TempDir dir;
   const auto card = card_with({2, 2, 2});

@@ -46,7 +46,7 @@ AdjointStep AdjointSolver::step(const TunedModel& tuned, const at::Tensor& y,
 
 AdjointState AdjointSolver::start(const RewardFn& reward, const at::Tensor& y_final,
                                   const at::Tensor& c) const {
-  auto terminal = evaluate_terminal_reward(reward, y_final, objective_.lambda);
+  auto terminal = evaluate_terminal_reward(reward, y_final, objective_.lambda, c);
   return {terminal.cotangent, c, {{}, terminal.reward, torch::zeros_like(terminal.reward)}};
 }
 

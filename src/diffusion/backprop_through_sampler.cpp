@@ -34,7 +34,7 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& t
             ? mean + sampler.sigma(index) * step_noise(model, noise.noise, noise.stream, k, batch)
             : mean;
   }
-  const auto r = reward(y);
+  const auto r = reward(y, c);
   check(r.dim() == 1 && r.size(0) == batch, "reward returned shape ", r.sizes(), ", expected [",
         batch, "]");
   return {lambda * r - beta * kl, r.detach(), kl.detach(), y.detach()};

@@ -6,11 +6,11 @@
 
 namespace idtune {
 
-TerminalReward evaluate_terminal_reward(const RewardFn& reward, const at::Tensor& y,
-                                        double lambda) {
+TerminalReward evaluate_terminal_reward(const RewardFn& reward, const at::Tensor& y, double lambda,
+                                        const at::Tensor& c) {
   torch::AutoGradMode enable_grad(true);
   auto input = y.detach().requires_grad_(lambda != 0);
-  auto value = reward(input);
+  auto value = reward(input, c);
   check(value.dim() == 1 && value.size(0) == y.size(0), "reward returned shape ", value.sizes(),
         ", expected [", y.size(0), "] (one value per image)");
   check(torch::isfinite(value).all().item<bool>(), "reward returned NaN or Inf");

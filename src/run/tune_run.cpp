@@ -69,8 +69,9 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
         ": /output/grids = true: sample grids need images of 1 or 3 channels, and '", config_.model,
         "' makes ", channels, " (a latent model needs a decoder in its card, see ",
         "docs/model-card.md); set output.grids to false");
-  RewardFn reward_of_samples = [reward = *reward_, model](const at::Tensor& samples) {
-    return reward(model.images(samples));
+  RewardFn reward_of_samples = [reward = *reward_, model](const at::Tensor& samples,
+                                                          const at::Tensor& c) {
+    return reward(model.images(samples), c);
   };
   auto trainer_options = config_.trainer;
   const auto& conditions = config_.conditions;

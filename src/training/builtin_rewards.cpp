@@ -14,10 +14,12 @@
 namespace idtune {
 
 const NameTable<BuiltinReward>& builtin_reward_names() {
-  static const NameTable<BuiltinReward> table = {{"brightness", BuiltinReward::Brightness},
-                                                 {"red", BuiltinReward::Red},
-                                                 {"channel-mean", BuiltinReward::ChannelMean},
-                                                 {"classifier", BuiltinReward::Classifier}};
+  static const NameTable<BuiltinReward> table = {
+      {"brightness", BuiltinReward::Brightness},
+      {"red", BuiltinReward::Red},
+      {"channel-mean", BuiltinReward::ChannelMean},
+      {"classifier", BuiltinReward::Classifier},
+      {"classifier-cond", BuiltinReward::ClassifierCond}};
   return table;
 }
 
@@ -31,6 +33,8 @@ const char* builtin_reward_usage(BuiltinReward kind) {
       return "channel-mean:<c>";
     case BuiltinReward::Classifier:
       return "classifier:<file.pt>:<class>";
+    case BuiltinReward::ClassifierCond:
+      return "classifier-cond:<file.pt>";
   }
   throw std::logic_error("unhandled built-in reward");
 }
@@ -124,12 +128,34 @@ NamedReward classifier(const std::string& argument, const RewardContext& c) {
           }};
 }
 
+/// classifier-cond:<file.pt>: log p(c | x) = log_softmax(logits)[c], c each sample's label.
+NamedReward conditional_classifier(const std::string& argument, const RewardContext& c) {
+  const std::string path = trim(argument);
+  const std::string who = c.where + "classifier '" + path + "'";
+  auto module = load_module(path, c);
+  const auto logits = probe(*module, c, who);
+  check(logits.dim() == 2 && logits.size(0) == kProbeBatch, who, " returned shape ",
+        shape_string(logits.sizes()), " on a probe batch of ", kProbeBatch,
+        " images, expected logits [", kProbeBatch, ", num_classes]");
+  return {"classifier-cond:" + path, [module, who](const at::Tensor& x, const at::Tensor& labels) {
+            check(labels.defined() && labels.scalar_type() == torch::kLong && labels.dim() == 1,
+                  who, ": classifier-cond needs each sample's class label: a class-conditional ",
+                  "model tuned with conditions.classes");
+            const auto logits = call_torchscript(*module, "forward", {x}, who);
+            check(logits.dim() == 2 && logits.size(0) == labels.size(0), who,
+                  " returned logits of shape ", shape_string(logits.sizes()), ", expected [",
+                  labels.size(0), ", num_classes]");
+            return torch::log_softmax(logits, 1).gather(1, labels.view({-1, 1})).squeeze(1);
+          }};
+}
+
 }  // namespace
 
 NamedReward builtin_reward(BuiltinReward kind, const std::optional<std::string>& argument,
                            const RewardContext& c) {
-  const bool takes_argument =
-      kind == BuiltinReward::ChannelMean || kind == BuiltinReward::Classifier;
+  const bool takes_argument = kind == BuiltinReward::ChannelMean ||
+                              kind == BuiltinReward::Classifier ||
+                              kind == BuiltinReward::ClassifierCond;
   check(argument.has_value() == takes_argument, c.where, "expected ", builtin_reward_usage(kind),
         takes_argument ? "" : " (it takes no argument)");
   switch (kind) {
@@ -141,6 +167,8 @@ NamedReward builtin_reward(BuiltinReward kind, const std::optional<std::string>&
       return channel_mean(trim(*argument), c);
     case BuiltinReward::Classifier:
       return classifier(*argument, c);
+    case BuiltinReward::ClassifierCond:
+      return conditional_classifier(*argument, c);
   }
   throw std::logic_error("unhandled built-in reward");
 }

@@ -113,7 +113,7 @@ Reward Reward::parse(const std::string& spec, const ModelCard& card, c10::Device
   return Reward(std::move(state));
 }
 
-at::Tensor Reward::operator()(const at::Tensor& images) const {
+at::Tensor Reward::operator()(const at::Tensor& images, const at::Tensor& c) const {
   const auto& s = *state_;
   const std::string who = "reward \"" + s.name + "\": ";
   check(images.dim() == 4, who, "expected images [B, C, H, W], got ", shape_string(images.sizes()));
@@ -122,7 +122,7 @@ at::Tensor Reward::operator()(const at::Tensor& images) const {
   std::vector<at::Tensor> values;
   at::Tensor total;
   for (const auto& term : s.terms) {
-    auto value = term.reward.fn(images);
+    auto value = term.reward.fn(images, c);
     check(value.dim() == 1 && value.size(0) == B, who, "term \"", term.reward.name,
           "\" returned shape ", shape_string(value.sizes()), ", expected [", B,
           "] (one reward per image)");
@@ -143,7 +143,8 @@ at::Tensor Reward::operator()(const at::Tensor& images) const {
 const std::string& Reward::name() const { return state_->name; }
 
 RewardFn Reward::function() const {
-  return [reward = *this](const at::Tensor& images) { return reward(images); };
+  return
+      [reward = *this](const at::Tensor& images, const at::Tensor& c) { return reward(images, c); };
 }
 
 }  // namespace idtune

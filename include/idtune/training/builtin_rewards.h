@@ -16,7 +16,7 @@
 namespace idtune {
 
 /// The built-in reward names (TorchScript files are recognised by their `.pt` ending).
-enum class BuiltinReward { Brightness, Red, ChannelMean, Classifier };
+enum class BuiltinReward { Brightness, Red, ChannelMean, Classifier, ClassifierCond };
 const NameTable<BuiltinReward>& builtin_reward_names();
 /// How a built-in is written in a spec, e.g. "channel-mean:<c>".
 const char* builtin_reward_usage(BuiltinReward kind);

@@ -4,7 +4,8 @@
 // a spec string, a weighted sum of built-in rewards and TorchScript files:
 //
 //   spec := term ("+" term)*          term := [weight "*"] name
-//   name := brightness | red | channel-mean:<c> | classifier:<file.pt>:<class> | <file.pt>
+//   name := brightness | red | channel-mean:<c> | classifier:<file.pt>:<class>
+//         | classifier-cond:<file.pt> | <file.pt>
 //
 // e.g. `brightness`, `0.5*brightness + 2*red`, `classifier:models/fashion_classifier.pt:7`.
 // Weights are plain decimals ("-0.5", "2", "1e-3"; no "+" in an exponent); paths cannot hold
@@ -13,6 +14,7 @@
 //   red               mean of u over the red channel minus the mean over green and blue (C = 3)
 //   channel-mean:<c>  mean of u over channel c
 //   classifier:f:k    log p(k | x) = log_softmax(f(x))_k, f a TorchScript module x -> logits [B, K]
+//   classifier-cond:f log p(c | x) for each sample's own class label c (class-conditional runs)
 //   <file.pt>         a TorchScript module whose forward maps x [B, C, H, W] -> [B]
 
 #include "idtune/diffusion/model_card.h"
@@ -41,7 +43,9 @@ class Reward {
   /// term) if a term returns a shape other than [B], if the result holds NaN or Inf (one
   /// device-to-host sync per call), or if `images` requires grad, grad mode is on, and a term
   /// does not depend differentiably on the images.
-  at::Tensor operator()(const at::Tensor& images) const;
+  /// `c`: the samples' conditions, for terms that read them (classifier-cond); undefined for
+  /// an unconditional model.
+  at::Tensor operator()(const at::Tensor& images, const at::Tensor& c = {}) const;
 
   /// The spec it was built from, normalised: terms joined by " + ", no other spaces, weights
   /// in shortest round-trip form, weight 1 left out (" 1*red+0.50 * brightness" ->
