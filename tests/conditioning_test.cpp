@@ -230,6 +230,18 @@ TEST(ConditionalCli, TunesWithGuidanceWritesClassRowsAndSamplesByClass) {
                    " --classes 0,2 --guidance 2 --n 4 --steps 4 --out " + dir.file("grid.png"));
   EXPECT_EQ(sampled.status, 0) << sampled.output;
   EXPECT_TRUE(std::filesystem::exists(dir.file("grid.png")));
+  const auto eval = testing::run(
+      idtune + " eval --model " + dir.file("run/tuned.pt") + " --reference " + dir.file("cond.pt") +
+      " --classes 0,1,2 --guidance 2 --n 30 --batch 10 --steps 4" + " 2>/dev/null");
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  const auto report = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+  ASSERT_EQ(report["by_class"].size(), 3u) << report.dump();
+  int64_t counted = 0;
+  for (const auto& [label, entry] : report["by_class"].items()) {
+    counted += entry["samples"].get<int64_t>();
+    EXPECT_GT(entry["path_kl"].get<double>(), 0.0) << label;  // tuned: it moved from cond.pt
+  }
+  EXPECT_EQ(counted, 30);
   // Refusals with the flag or key named.
   const auto no_classes = testing::run(idtune + " sample --model " + dir.file("cond.pt") +
                                        " --steps 4 --out " + dir.file("g.png"));

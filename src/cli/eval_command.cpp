@@ -2,7 +2,7 @@
 //             [--data images-idx3-ubyte.gz]
 
 #include "commands.h"
-#include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/eval/classifier.h"
 #include "idtune/eval/idx_images.h"
@@ -18,35 +18,47 @@ namespace idtune::cli {
 
 namespace {
 
-/// Samples of one model with their rewards and (with a reference) path-KL increments.
+/// Samples of one model with their rewards, (with a reference) path-KL increments, and (for a
+/// conditional model) their class labels.
 struct Evaluation {
-  at::Tensor images, reward, kl;
+  at::Tensor images, reward, kl, labels;
+};
+
+/// What is sampled: n samples in batches, their noise seed, a conditional model's labels.
+struct EvalSamples {
+  int64_t n, batch;
+  uint64_t seed;
+  std::optional<ConditionSet> conditions;
 };
 
 Evaluation evaluate(const Sampler& sampler, const ScoreModel& model, const ScoreModel* reference,
-                    const Reward& reward, int64_t n, int64_t batch, uint64_t seed) {
+                    const Reward& reward, const EvalSamples& s) {
   torch::NoGradGuard no_grad;
-  const Noise noise(seed);
+  const Noise noise(s.seed);
+  const int64_t n = s.n, batch = s.batch;
   // The path KL needs σ_k > 0 and a reference to compare with.
   const bool with_kl = sampler.stochastic() && reference != nullptr;
-  std::vector<at::Tensor> images, rewards, kls;
+  std::vector<at::Tensor> images, rewards, kls, labels;
   for (int64_t start = 0, stream = 0; start < n; start += batch, ++stream) {
     const int64_t b = std::min(batch, n - start);
     const auto y0 = initial_state(model, b, noise, stream);
+    const auto c = s.conditions ? s.conditions->draw(noise, stream, b, y0.options()) : at::Tensor();
     SampleWithKl sample;
     if (with_kl) {
-      sample = sample_with_path_kl(sampler, model, *reference, y0, {noise, uint64_t(stream)});
+      sample = sample_with_path_kl(sampler, model, *reference, y0, {noise, uint64_t(stream)}, c);
     } else {
-      sample = {sample_path(sampler, model, y0, noise, stream).final_state(),
+      sample = {sample_path(sampler, model, y0, noise, stream, c).final_state(),
                 torch::zeros({b}, y0.options())};
     }
     const auto decoded = model.images(sample.final_state);  // a latent model's decoded images
-    rewards.push_back(reward(decoded));
+    rewards.push_back(reward(decoded, c));
     kls.push_back(sample.kl);
     images.push_back(decoded.cpu());
+    if (c.defined()) labels.push_back(c.cpu());
     spdlog::info("eval: {}/{} samples", start + b, n);
   }
-  return {torch::cat(images), torch::cat(rewards), torch::cat(kls)};
+  return {torch::cat(images), torch::cat(rewards), torch::cat(kls),
+          labels.empty() ? at::Tensor() : torch::cat(labels)};
 }
 
 double mean_of(const at::Tensor& x) { return x.mean().item<double>(); }
@@ -69,9 +81,13 @@ int run_eval(const Flags& flags) {
   const Sampler sampler = make_sampler(flags, model);
   const int64_t n = flags.integer("n"), batch = flags.integer("batch");
   check(n >= 2 && batch >= 1, "idtune eval: --n must be >= 2 and --batch >= 1");
-  const auto seed = static_cast<uint64_t>(flags.integer("seed"));
+  EvalSamples samples{n, batch, static_cast<uint64_t>(flags.integer("seed")), std::nullopt};
+  if (const auto classes = flags.integers("classes"); !classes.empty()) {
+    samples.conditions = ConditionSet::classes(classes);
+    model.check_conditions(samples.conditions->all().to(options.device), int64_t(classes.size()));
+  }
   const auto* ref = reference ? &*reference : nullptr;
-  const auto tuned = evaluate(sampler, model, ref, reward, n, batch, seed);
+  const auto tuned = evaluate(sampler, model, ref, reward, samples);
 
   nlohmann::json result = {{"model", flags.text("model")},
                            {"reward", reward.name()},
@@ -79,9 +95,20 @@ int run_eval(const Flags& flags) {
                            {"sampler", to_json(sampler.options())},
                            {"reward_mean", mean_of(tuned.reward)},
                            {"reward_std", tuned.reward.std().item<double>()}};
+  if (tuned.labels.defined()) {  // per class: reward (and path KL) of its samples
+    for (const int64_t label : flags.integers("classes")) {
+      const auto mask = tuned.labels.eq(label).to(tuned.reward.device());
+      if (!mask.any().item<bool>()) continue;
+      auto& entry = result["by_class"][std::to_string(label)];
+      entry["samples"] = mask.sum().item<int64_t>();
+      entry["reward_mean"] = mean_of(tuned.reward.masked_select(mask));
+      if (reference && sampler.stochastic())
+        entry["path_kl"] = mean_of(tuned.kl.masked_select(mask));
+    }
+  }
   std::optional<Evaluation> base;
   if (reference) {
-    base = evaluate(sampler, *reference, ref, reward, n, batch, seed);
+    base = evaluate(sampler, *reference, ref, reward, samples);
     result["reference"] = flags.text("reference");
     result["reference_reward_mean"] = mean_of(base->reward);
     if (sampler.stochastic()) {
@@ -117,7 +144,8 @@ Command eval_command() {
                {"classifier", "", "TorchScript classifier with features(x): adds the FD"},
                {"data", "", "idx image file (.gz or not): adds the FD of samples to it"},
                {"n", "256", "number of samples"},
-               {"batch", "64", "samples per batch"}}),
+               {"batch", "64", "samples per batch"},
+               {"classes", "", "conditional models: labels drawn per sample (e.g. 0,1,2)"}}),
           run_eval};
 }
 
