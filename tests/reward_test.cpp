@@ -130,30 +130,36 @@ TEST(RewardSpecs, FunctionGivesTheEngineTheRewardAndItsGradient) {
   expect_close(terminal.cotangent, torch::full_like(x, lambda / (4 * 2.0)), kRoundOff);
 }
 
-TEST(RewardTorchScript, ClassifierRewardIsTheLogSoftmaxOfItsClass) {
+/// A seeded linear classifier x [B, 1, 2, 2] -> 4 logits, saved as TorchScript in a temp dir.
+struct LinearClassifier {
   TempDir dir;
-  const auto card = card_with({1, 2, 2});
-  torch::manual_seed(1);
-  const auto W = torch::randn({4, 4}, torch::kFloat64), b = torch::randn({4}, torch::kFloat64);
-  const auto path = save_linear_classifier(dir, W, b);
-  auto r = parse("classifier:" + path + ":1", card);
-  EXPECT_EQ(r.name(), "classifier:" + path + ":1");
-  const auto x = images_for(card, 3);
-  const auto logits = torch::matmul(x.flatten(1), W.t()) + b;
+  ModelCard card = card_with({1, 2, 2});
+  at::Tensor W, b;
+  std::string path;
+  LinearClassifier() {
+    torch::manual_seed(1);
+    W = torch::randn({4, 4}, torch::kFloat64);
+    b = torch::randn({4}, torch::kFloat64);
+    path = save_linear_classifier(dir, W, b);
+  }
+};
+
+TEST(RewardTorchScript, ClassifierRewardIsTheLogSoftmaxOfItsClass) {
+  const LinearClassifier f;
+  auto r = parse("classifier:" + f.path + ":1", f.card);
+  EXPECT_EQ(r.name(), "classifier:" + f.path + ":1");
+  const auto x = images_for(f.card, 3);
+  const auto logits = torch::matmul(x.flatten(1), f.W.t()) + f.b;
   const auto expected = logits.select(1, 1) - logits.exp().sum(1).log();  // log softmax, class 1
   expect_close(r(x), expected, kRoundOff);
 }
 
 TEST(RewardTorchScript, ConditionalClassifierRewardReadsEachSamplesLabel) {
-  TempDir dir;
-  const auto card = card_with({1, 2, 2});
-  torch::manual_seed(1);
-  const auto W = torch::randn({4, 4}, torch::kFloat64), b = torch::randn({4}, torch::kFloat64);
-  const auto path = save_linear_classifier(dir, W, b);
-  auto r = parse("classifier-cond:" + path + " + brightness", card);
-  const auto x = images_for(card, 3);
+  const LinearClassifier f;
+  auto r = parse("classifier-cond:" + f.path + " + brightness", f.card);
+  const auto x = images_for(f.card, 3);
   const auto labels = torch::tensor({2, 0, 3}, torch::kLong);
-  const auto log_p = torch::log_softmax(torch::matmul(x.flatten(1), W.t()) + b, 1);
+  const auto log_p = torch::log_softmax(torch::matmul(x.flatten(1), f.W.t()) + f.b, 1);
   const auto expected = torch::stack({log_p[0][2], log_p[1][0], log_p[2][3]}) +
                         ((x + 1) / 2).mean({1, 2, 3});  // + brightness on [-1, 1]
   expect_close(r(x, labels), expected, kRoundOff);

@@ -31,6 +31,13 @@ int64_t output_channels(const ModelCard& card) {
   return card.output_channels > 0 ? card.output_channels : card.shape.at(0);
 }
 
+/// [batch, shape…].
+std::vector<int64_t> with_batch(int64_t batch, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> sizes{batch};
+  sizes.insert(sizes.end(), shape.begin(), shape.end());
+  return sizes;
+}
+
 /// `dir/stem.pt` -> `dir/stem_decoder.pt`: where save() writes a latent model's decoder.
 std::filesystem::path decoder_path_for(const std::string& model_path) {
   const std::filesystem::path path(model_path);
@@ -96,9 +103,7 @@ void ScoreModel::attach_decoder(torch::jit::Module decoder) {
   torch::NoGradGuard no_grad;
   const auto probe =
       images(torch::zeros(batch_shape(2), torch::dtype(s.options.dtype).device(s.options.device)));
-  std::vector<int64_t> expected{2};
-  const auto& image_shape = s.card.decoder->image_shape;
-  expected.insert(expected.end(), image_shape.begin(), image_shape.end());
+  const auto expected = with_batch(2, s.card.decoder->image_shape);
   check(probe.sizes() == c10::IntArrayRef(expected), s.name, ": the decoder returned shape ",
         shape_string(probe.sizes()), " for latents ", shape_string(batch_shape(2)), ", expected ",
         shape_string(expected), " (the card's decoder.image_shape)");
@@ -177,14 +182,17 @@ at::Tensor ScoreModel::network_time(const at::Tensor& t) const {
 at::Tensor ScoreModel::network(const at::Tensor& x, const at::Tensor& t,
                                const at::Tensor& c) const {
   const auto& s = *state_;
-  if (!s.card.condition) {
-    check(!c.defined(), s.name, ": conditions were given, but the model is not conditional ",
-          "(its card has no \"condition\")");
-    return call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
-  }
-  check(c.defined(), s.name, ": the model is conditional (its card has a \"condition\"), but ",
-        "no conditions were given");
+  check_presence(c);
+  if (!s.card.condition) return call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
   return call_torchscript(s.module, "forward", {x, network_time(t), c}, s.name);
+}
+
+void ScoreModel::check_presence(const at::Tensor& c) const {
+  const auto& s = *state_;
+  check(s.card.condition || !c.defined(), s.name, ": conditions were given, but the model is ",
+        "not conditional (its card has no \"condition\")");
+  check(!s.card.condition || c.defined(), s.name, ": the model is conditional (its card has a ",
+        "\"condition\"), but no conditions were given");
 }
 
 at::Tensor ScoreModel::probe_conditions(int64_t batch) const {
@@ -194,9 +202,8 @@ at::Tensor ScoreModel::probe_conditions(int64_t batch) const {
   const auto device = state_->options.device;
   if (c->kind == ConditionKind::Class)
     return torch::zeros({batch}, torch::dtype(torch::kLong).device(device));
-  std::vector<int64_t> shape{batch};
-  shape.insert(shape.end(), c->shape.begin(), c->shape.end());
-  return torch::zeros(shape, torch::dtype(state_->options.dtype).device(device));
+  return torch::zeros(with_batch(batch, c->shape),
+                      torch::dtype(state_->options.dtype).device(device));
 }
 
 at::Tensor ScoreModel::null_condition(int64_t batch) const {
@@ -206,20 +213,14 @@ at::Tensor ScoreModel::null_condition(int64_t batch) const {
         "(condition.null_class, or condition.null_file for tensor conditions)");
   if (c->kind == ConditionKind::Class)
     return torch::full({batch}, c->null_class, torch::dtype(torch::kLong).device(s.options.device));
-  std::vector<int64_t> shape{batch};
-  shape.insert(shape.end(), c->shape.begin(), c->shape.end());
-  return s.null_tensor.expand(shape);
+  return s.null_tensor.expand(with_batch(batch, c->shape));
 }
 
 void ScoreModel::check_conditions(const at::Tensor& c, int64_t batch) const {
   const auto& s = *state_;
   const auto& card = s.card.condition;
-  if (!card) {
-    check(!c.defined(), s.name, ": conditions were given, but the model is not conditional ",
-          "(its card has no \"condition\")");
-    return;
-  }
-  check(c.defined(), s.name, ": the model is conditional, but no conditions were given");
+  check_presence(c);
+  if (!card) return;
   if (card->kind == ConditionKind::Class) {
     check(c.scalar_type() == torch::kLong && c.dim() == 1 && c.size(0) == batch, s.name,
           ": class conditions must be int64 labels [", batch, "], got ", c.scalar_type(), " ",
@@ -230,8 +231,7 @@ void ScoreModel::check_conditions(const at::Tensor& c, int64_t batch) const {
           card->num_classes - 1, ")");
     return;
   }
-  std::vector<int64_t> shape{batch};
-  shape.insert(shape.end(), card->shape.begin(), card->shape.end());
+  const auto shape = with_batch(batch, card->shape);
   check(c.is_floating_point() && c.sizes() == c10::IntArrayRef(shape), s.name,
         ": tensor conditions must be floating ", shape_string(shape), ", got ", c.scalar_type(),
         " ", shape_string(c.sizes()));
@@ -282,9 +282,7 @@ c10::Device ScoreModel::device() const { return state_->options.device; }
 c10::ScalarType ScoreModel::dtype() const { return state_->options.dtype; }
 
 std::vector<int64_t> ScoreModel::batch_shape(int64_t batch) const {
-  std::vector<int64_t> shape{batch};
-  shape.insert(shape.end(), state_->card.shape.begin(), state_->card.shape.end());
-  return shape;
+  return with_batch(batch, state_->card.shape);
 }
 
 std::vector<std::pair<std::string, at::Tensor>> ScoreModel::named_parameters() const {

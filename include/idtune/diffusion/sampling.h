@@ -16,7 +16,7 @@ namespace idtune {
 struct SamplePath {
   at::Tensor storage;              // [K+1, B, C, H, W]
   std::vector<at::Tensor> states;  // views storage[0 … j] of the states recorded so far
-  at::Tensor condition;            // the samples' conditions (undefined: unconditional)
+  at::Tensor condition{};          // the samples' conditions (undefined: unconditional)
   const at::Tensor& final_state() const { return states.back(); }
 
   /// A path for `steps` chain steps starting at (a copy of) y0.

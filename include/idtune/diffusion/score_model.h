@@ -103,6 +103,9 @@ class ScoreModel {
   at::Tensor network(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) const;
   /// Conditions for probes: the null condition, else zeros (undefined when unconditional).
   at::Tensor probe_conditions(int64_t batch) const;
+  /// Throws unless conditions are given exactly when the card declares a condition (cheap: no
+  /// device sync, so it runs on every network call).
+  void check_presence(const at::Tensor& c) const;
   std::shared_ptr<State> state_;
 };
 

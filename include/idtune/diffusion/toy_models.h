@@ -17,7 +17,7 @@ struct OuGaussianOptions {
   double kappa = 1.0;
   double t_max = 1.0;
   ScoreModelOptions model{c10::kCPU, c10::kDouble};
-  std::vector<double> class_thetas;
+  std::vector<double> class_thetas{};
 };
 ScoreModel make_ou_gaussian_model(const OuGaussianOptions& options);
 

@@ -34,7 +34,7 @@ struct SampleQueueOptions {
   int64_t batch = 16;
   /// A conditional model's conditions: each fresh slot draws B from the set, replayably
   /// from (seed, stream); the slot's path carries them.
-  std::optional<ConditionSet> conditions;
+  std::optional<ConditionSet> conditions{};
 };
 
 class SampleQueue {

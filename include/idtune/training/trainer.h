@@ -73,7 +73,7 @@ struct TrainerOptions {
   uint64_t seed = 0;
   /// A conditional model's conditions: each batch draws its own from the set (replayable
   /// from the seed); required for a conditional model, refused for an unconditional one.
-  std::optional<ConditionSet> conditions;
+  std::optional<ConditionSet> conditions{};
 };
 
 /// What one outer iteration did.
