@@ -5,7 +5,7 @@ import os
 import numpy as np
 import torch
 
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
+DATA_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle-boot"]
 

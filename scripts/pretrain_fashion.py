@@ -12,6 +12,16 @@ GroupNorm and SiLU, sinusoidal time embedding, average-pool down and nearest-ups
 Writes models/fashion_unet.pt (TorchScript, EMA weights) and models/fashion_unet.json (its card),
 every --export-every steps and at the end, each atomically; a training checkpoint beside it lets
 an interrupted run continue (--resume).
+
+Class-conditional (the shipped models/fashion_cond.pt): --classes 10 --label-dropout 0.1. The
+network is then forward(x, t, y) with y in 0..9 or the null label 10, which replaces the true
+label with probability --label-dropout during training, so that classifier-free guidance works;
+its card declares {"condition": {"kind": "class", "num_classes": 10, "null_class": 10}}.
+
+Training elsewhere (e.g. on a GPU machine with another PyTorch): --weights-out W.npz writes the
+EMA weights as plain arrays (no pickle, readable by any PyTorch), and --export-from W.npz turns
+them into the TorchScript file and card here, without training. FASHION_MNIST_DIR names the
+folder of the idx files when it is not Debian's.
 """
 import argparse
 import json
@@ -20,6 +30,7 @@ import os
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -61,6 +72,7 @@ class UNet(nn.Module):
 
     def __init__(self, ch: int = 32, temb: int = 128):
         super().__init__()
+        self.channels = ch
         self.temb_dim = temb
         self.time_scale = 1000.0 / T_MAX
         self.time_mlp = nn.Sequential(nn.Linear(temb, temb), nn.SiLU(), nn.Linear(temb, temb))
@@ -78,7 +90,9 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(ch, 1, 3, padding=1)
 
     def forward(self, x, t):
-        e = self.time_mlp(timestep_embedding(t, self.temb_dim, self.time_scale))
+        return self.denoise(x, self.time_mlp(timestep_embedding(t, self.temb_dim, self.time_scale)))
+
+    def denoise(self, x, e):
         h1 = self.down1(self.conv_in(x), e)                      # ch   @ 28
         h2 = self.down2(F.avg_pool2d(h1, 2), e)                  # 2ch  @ 14
         h3 = self.down3(F.avg_pool2d(h2, 2), e)                  # 2ch  @ 7
@@ -88,6 +102,24 @@ class UNet(nn.Module):
         u = self.upconv2(F.interpolate(u, scale_factor=2.0, mode="nearest"))
         u = self.up1(torch.cat([u, h1], 1), e)                   # ch   @ 28
         return self.conv_out(F.silu(self.norm_out(u)))
+
+
+class ClassUNet(UNet):
+    """`forward(x, t, y [B] int64) -> eps`: the label's embedding is added to the time embedding;
+    label `num_classes` is the null label (the label dropped), used by classifier-free guidance."""
+
+    def __init__(self, ch: int = 32, temb: int = 128, num_classes: int = 10):
+        super().__init__(ch, temb)
+        self.num_classes = num_classes
+        self.label_embedding = nn.Embedding(num_classes + 1, temb)
+
+    def forward(self, x, t, y):
+        e = timestep_embedding(t, self.temb_dim, self.time_scale)
+        return self.denoise(x, self.time_mlp(e) + self.label_embedding(y))
+
+
+def build(args):
+    return ClassUNet(args.channels, num_classes=args.classes) if args.classes else UNet(args.channels)
 
 
 def noise_batch(x0, generator):
@@ -100,26 +132,51 @@ def noise_batch(x0, generator):
     return alpha * x0 + torch.sqrt(1 - alpha * alpha) * eps, t, eps
 
 
-def card(args, steps, seconds, loss):
-    return {"shape": [1, 28, 28], "data_range": [-1.0, 1.0],
-            "schedule": {"kind": "ou", "t_max": T_MAX}, "prediction": "epsilon",
-            "time_input": "continuous", "time_dtype": "float",
-            "provenance": {"trained_by": "scripts/pretrain_fashion.py", "dataset": "Fashion-MNIST train (60k)",
-                           "steps": steps, "batch": args.batch, "lr": args.lr, "ema_decay": args.ema,
-                           "seed": args.seed, "channels": args.channels,
-                           "train_seconds": round(seconds), "final_loss": round(loss, 5),
-                           "device": args.device, "threads": torch.get_num_threads()}}
+def card(args, provenance):
+    c = {"shape": [1, 28, 28], "data_range": [-1.0, 1.0],
+         "schedule": {"kind": "ou", "t_max": T_MAX}, "prediction": "epsilon",
+         "time_input": "continuous", "time_dtype": "float"}
+    if args.classes:
+        c["condition"] = {"kind": "class", "num_classes": args.classes, "null_class": args.classes}
+    c["provenance"] = provenance
+    return c
 
 
-def export(ema, args, steps, seconds, loss):
+def provenance(args, steps, seconds, loss):
+    return {"trained_by": "scripts/pretrain_fashion.py", "dataset": "Fashion-MNIST train (60k)",
+            "steps": steps, "batch": args.batch, "lr": args.lr, "ema_decay": args.ema,
+            "seed": args.seed, "channels": args.channels, "classes": args.classes,
+            "label_dropout": args.label_dropout if args.classes else 0.0,
+            "train_seconds": round(seconds), "final_loss": round(loss, 5),
+            "device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def export(ema, args, info):
     scripted = torch.jit.script(ema)
     tmp = args.out + ".tmp"
     scripted.save(tmp)
     os.replace(tmp, args.out)
     card_path = os.path.splitext(args.out)[0] + ".json"
     with open(card_path + ".tmp", "w") as f:
-        json.dump(card(args, steps, seconds, loss), f, indent=2)
+        json.dump(card(args, info), f, indent=2)
     os.replace(card_path + ".tmp", card_path)
+
+
+def save_weights(ema, path, info):
+    """Plain arrays + the provenance as JSON: loadable by any PyTorch (and numpy) version."""
+    arrays = {k: v.detach().cpu().numpy() for k, v in ema.state_dict().items()}
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, __provenance__=np.array(json.dumps(info)), **arrays)
+    os.replace(path + ".tmp", path)
+
+
+def export_from_weights(args):
+    data = np.load(args.export_from)
+    info = json.loads(str(data["__provenance__"]))
+    ema = build(args)
+    ema.load_state_dict({k: torch.from_numpy(data[k]) for k in data.files if k != "__provenance__"})
+    export(ema.eval(), args, dict(info, exported_with=torch.__version__))
+    print(f"exported {args.export_from} -> {args.out}")
 
 
 def main():
@@ -130,18 +187,25 @@ def main():
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=int, default=0, help="0: unconditional; N: forward(x, t, y), null label N")
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--weights-out", help="also write the EMA weights as .npz (see above)")
+    p.add_argument("--export-from", help="only export the .npz weights W to --out")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--export-every", type=int, default=1000)
     p.add_argument("--out", default="models/fashion_unet.pt")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-export", action="store_true", help="write only --weights-out (TorchScript elsewhere)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.export_from:
+        return export_from_weights(args)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    x, _ = fashion_mnist.load("train")
-    model = UNet(args.channels).to(args.device)
-    ema = UNet(args.channels).to(args.device)
+    x, labels = fashion_mnist.load("train")
+    model = build(args).to(args.device)
+    ema = build(args).to(args.device)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     ckpt_path = os.path.splitext(args.out)[0] + ".train.ckpt"
@@ -156,11 +220,15 @@ def main():
     while step < args.steps:
         idx = torch.randint(0, len(x), (args.batch,), generator=generator)
         xt, t, eps = noise_batch(x[idx], generator)
+        inputs = [xt.to(args.device), t.to(args.device)]
+        if args.classes:
+            dropped = torch.rand(args.batch, generator=generator) < args.label_dropout
+            inputs.append(torch.where(dropped, torch.full_like(idx, args.classes), labels[idx]).to(args.device))
         # Linear warm-up then cosine decay of the learning rate.
         lr = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = F.mse_loss(model(xt.to(args.device), t.to(args.device)), eps.to(args.device))
+        loss = F.mse_loss(model(*inputs), eps.to(args.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -175,7 +243,11 @@ def main():
             print(f"step {step}/{args.steps}  loss {running:.4f}  {s / step:.3f} s/step  eta {s / step * (args.steps - step) / 60:.1f} min", flush=True)
         if step % args.export_every == 0 or step == args.steps:
             ema.eval()
-            export(ema.cpu(), args, step, time.time() - start, running)
+            info = provenance(args, step, time.time() - start, running)
+            if args.weights_out:
+                save_weights(ema, args.weights_out, info)
+            if not args.no_export:
+                export(ema.cpu(), args, info)
             ema.to(args.device)
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "generator": generator.get_state(), "step": step,
