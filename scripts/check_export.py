@@ -5,15 +5,22 @@ scripts/export_model.py, or a model `idtune tune` wrote and its base.
     /usr/bin/python3 scripts/check_export.py --model runs/byom/denoiser.pt [--reward R] [--steps 20 --n 64]
     /usr/bin/python3 scripts/check_export.py --tuned run/tuned.pt --base base.pt \
         --reward brightness --steps 64 [--expected-reward R --expected-base-reward R0]
+    /usr/bin/python3 scripts/check_export.py --model runs/fam/class.pt --classes 0 1 2 --guidance 3
 
 For every model it loads (torch.jit.load + the JSON card beside it):
   card        the card is valid as idtune reads it (docs/model-card.md): known keys, ranges, a
-              discrete schedule's ᾱ table (named beta schedule, explicit betas or alphas_cumprod)
+              discrete schedule's ᾱ table (named beta schedule, explicit betas or alphas_cumprod), a
+              condition's labels or shape and its null condition (a tensor's null_file: loads, has
+              the shape)
   forward     forward(x, t) at the first, middle and last time of the schedule, t fed as idtune
               feeds it (time_scale · t, or the rounded index as int64/float), returns
-              [B, output_channels, H, W], finite
+              [B, output_channels, H, W], finite; a conditional model's forward(x, t, c) with
+              labels 0, 1 (or random tensors) and the null condition
+  guidance    --guidance w ≠ 0 (conditional models with a null condition): (1 + w) out(c) − w out(∅)
+              is finite and differs from out(c)
   gradient    one vector-Jacobian product of the prediction (the first C channels) w.r.t. x and
-              every parameter: what tuning needs (inference-only kernels fail here)
+              every parameter, with a label (or tensor) and the null condition: what tuning needs
+              (inference-only kernels fail here)
   decoder     a latent model's decoder: loads, decoder(z / scale_factor) is [B, *image_shape],
               finite, differentiable in z; a warning when its images leave data_range
   reward      --reward (brightness, channel-mean:K, red, or a TorchScript file x -> [B]): one
@@ -21,7 +28,10 @@ For every model it loads (torch.jit.load + the JSON card beside it):
   sampling    samples drawn with an independent Python sampler (reverse-SDE Euler-Maruyama for
               continuous schedules, DDPM ancestral with idtune's respacing for ddpm-discrete),
               converted from the card's prediction (score, epsilon, v, sample), decoded when
-              there is a decoder: finite, and their mean reward
+              there is a decoder: finite, and their mean reward. A conditional model's samples
+              take the --classes in turn (default: every class; the reward per class with
+              --classes) or random tensors, guided with --guidance w as idtune's
+              sampler.guidance_scale guides them
 With --tuned/--base also: the tuned card records provenance.tuned_by, and the rewards match what
 the C++ run reported (--expected-reward, --expected-base-reward) within 5 standard errors and
 moved the same way.
@@ -43,6 +53,7 @@ STANDARD_ERRORS = 5.0
 PREDICTIONS = ("score", "epsilon", "v", "sample")
 SCHEDULES = ("ou", "vp-linear", "cosine", "ddpm-discrete")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+CONDITION_KINDS = ("class", "tensor")
 
 
 # ---- the card, as idtune reads it (src/diffusion/model_card.cpp, schedule.cpp) ----
@@ -135,6 +146,29 @@ def parse_schedule(obj, path):
     return s
 
 
+def parse_condition(obj, path):
+    """A conditional model's third input: int64 labels (class) or a float tensor [B, shape…] (tensor)."""
+    r = Reader(obj, path)
+    c = {"kind": r.name("kind", "class", CONDITION_KINDS)}
+    if c["kind"] == "class":
+        if "num_classes" not in obj:
+            raise CardError(f"{r.at('num_classes')}: required for a class condition")
+        c["num_classes"] = r.number("num_classes", None, 1, 1000000, integer=True)
+        c["null_class"] = r.number("null_class", -1, -1, c["num_classes"], integer=True)
+    else:
+        shape = r.get("shape")
+        if not (isinstance(shape, list) and 1 <= len(shape) <= 4 and
+                all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1000000 for d in shape)):
+            raise CardError(f"{r.at('shape')}: expected the shape of one condition, 1 to 4 sizes in [1, 1000000], "
+                            f"got {json.dumps(shape)}")
+        c["shape"] = shape
+        c["null_file"] = r.get("null_file", "")
+        if not isinstance(c["null_file"], str):
+            raise CardError(f"{r.at('null_file')}: expected a file name, got {json.dumps(c['null_file'])}")
+    r.finish()
+    return c
+
+
 def parse_card(card, source):
     """The card with every default filled in; raises CardError naming the JSON path."""
     r = Reader(card, "")
@@ -160,6 +194,8 @@ def parse_card(card, source):
         c["decoder"] = {"file": file, "scale_factor": d.number("scale_factor", 1.0, 0.0, 1e6, open_low=True),
                         "image_shape": d.shape("image_shape")}
         d.finish()
+    if "condition" in card:
+        c["condition"] = parse_condition(r.get("condition"), "/condition")
     c["provenance"] = r.get("provenance", {})
     r.finish()
     discrete = c["schedule"]["kind"] == "ddpm-discrete"
@@ -237,7 +273,8 @@ def beta(schedule, t):
 # ---- a loaded model ----
 
 class Model:
-    """A TorchScript network, its parsed card and (latent models) its decoder, called as idtune calls them."""
+    """A TorchScript network, its parsed card, (latent models) its decoder and (tensor-conditional models)
+    its null condition, called as idtune calls them."""
 
     def __init__(self, path):
         self.path = path
@@ -248,13 +285,25 @@ class Model:
             self.raw_card = json.load(f)
         self.card = parse_card(self.raw_card, card_path)
         self.schedule = self.card["schedule"]
+        folder = os.path.dirname(os.path.abspath(card_path))  # a relative file is relative to the card's folder
         self.decoder = None
         if "decoder" in self.card:
             file = self.card["decoder"]["file"]
-            folder = os.path.dirname(os.path.abspath(card_path))
             self.decoder_path = file if os.path.isabs(file) else os.path.join(folder, file)
             self.decoder = torch.jit.load(self.decoder_path)
             self.decoder.eval()
+        self.condition = self.card.get("condition")
+        self.null_tensor = None
+        if self.condition and self.condition.get("null_file"):
+            file = self.condition["null_file"]
+            value = torch.load(file if os.path.isabs(file) else os.path.join(folder, file), map_location="cpu")
+            if not (isinstance(value, torch.Tensor) and value.is_floating_point() and
+                    list(value.shape) == self.condition["shape"]):
+                got = f"{str(value.dtype)[6:]} {list(value.shape)}" if isinstance(value, torch.Tensor) else \
+                    type(value).__name__
+                raise CardError(f"/condition/null_file: '{file}' must hold a floating tensor "
+                                f"{self.condition['shape']}, got {got}")
+            self.null_tensor = value.float()
 
     @property
     def channels(self):
@@ -265,14 +314,37 @@ class Model:
             return t.round().to(torch.long if self.card["time_dtype"] == "long" else t.dtype)
         return t * self.card["time_scale"]
 
-    def raw_output(self, x, t):
-        return self.module(x, self.network_time(t))
+    @property
+    def has_null(self):
+        if self.condition is None:
+            return False
+        return self.condition["null_class"] >= 0 if self.condition["kind"] == "class" else self.null_tensor is not None
 
-    def output(self, x, t):
-        return self.raw_output(x, t)[:, : self.channels]
+    def null_condition(self, n):
+        if self.condition["kind"] == "class":
+            return torch.full((n,), self.condition["null_class"], dtype=torch.long)
+        return self.null_tensor.expand(n, *self.condition["shape"])
 
-    def epsilon(self, x, t):
-        o = self.output(x, t)
+    @property
+    def forward_name(self):
+        return "forward(x, t, c)" if self.condition else "forward(x, t)"
+
+    def raw_output(self, x, t, c=None):
+        return self.module(x, self.network_time(t), *(() if c is None else (c,)))
+
+    def output(self, x, t, c=None, w=0.0):
+        """The prediction (the first C channels); guided, (1 + w) out(x, t, c) − w out(x, t, ∅) from one batched
+        call. Every prediction converts to the score affinely in the output, so this guides the score as
+        idtune's ScoreModel::guided_score does."""
+        if w == 0:
+            return self.raw_output(x, t, c)[:, : self.channels]
+        n = x.shape[0]
+        both = self.raw_output(torch.cat([x, x]), torch.cat([t, t]),
+                               torch.cat([c, self.null_condition(n).to(c.dtype)]))[:, : self.channels]
+        return (1 + w) * both[:n] - w * both[n:]
+
+    def epsilon(self, x, t, c=None, w=0.0):
+        o = self.output(x, t, c, w)
         a = alpha_bar(self.schedule, t).view(-1, 1, 1, 1).to(x.dtype)
         alpha, sigma = a.sqrt(), (1 - a).sqrt()
         prediction = self.card["prediction"]
@@ -284,9 +356,9 @@ class Model:
             return alpha * o + sigma * x
         return (x - alpha * o) / sigma  # sample: o = x̂₀
 
-    def score(self, x, t):
+    def score(self, x, t, c=None, w=0.0):
         sigma = (1 - alpha_bar(self.schedule, t)).sqrt().view(-1, 1, 1, 1).to(x.dtype)
-        return -self.epsilon(x, t) / sigma
+        return -self.epsilon(x, t, c, w) / sigma
 
     def images(self, samples):
         if self.decoder is None:
@@ -299,8 +371,8 @@ class Model:
 
 # ---- samplers ----
 
-def sample_sde(model, n, steps, t_min, seed, spacing):
-    """Euler-Maruyama on the reverse SDE dY = (beta/2 y + beta s) dt + sqrt(beta) dB."""
+def sample_sde(model, n, steps, t_min, seed, spacing, c, w):
+    """Euler-Maruyama on the reverse SDE dY = (beta/2 y + beta s) dt + sqrt(beta) dB; s guided with w."""
     torch.manual_seed(seed)
     schedule = model.schedule
     y = torch.randn(n, *model.card["shape"])
@@ -311,7 +383,7 @@ def sample_sde(model, n, steps, t_min, seed, spacing):
             h = float(grid[k] - grid[k + 1])
             t = torch.full((n,), float(grid[k]))
             b = beta(schedule, t).view(-1, 1, 1, 1)
-            y = y + h * (0.5 * b * y + b * model.score(y, t)) + torch.sqrt(h * b) * torch.randn_like(y)
+            y = y + h * (0.5 * b * y + b * model.score(y, t, c, w)) + torch.sqrt(h * b) * torch.randn_like(y)
     return y
 
 
@@ -320,8 +392,8 @@ def ddpm_grid(n_last, steps):
     return [(2 * n_last * (steps - k) + steps) // (2 * steps) for k in range(steps + 1)]
 
 
-def sample_ddpm(model, n, steps, seed):
-    """DDPM ancestral steps between respaced indices, posterior variance (idtune's default)."""
+def sample_ddpm(model, n, steps, seed, c, w):
+    """DDPM ancestral steps between respaced indices, posterior variance (idtune's default); ε guided with w."""
     torch.manual_seed(seed)
     table = discrete_alpha_bar(model.schedule)
     if steps > table.numel() - 1:
@@ -332,16 +404,28 @@ def sample_ddpm(model, n, steps, seed):
         for k in range(steps):
             abar, abar_next = float(table[grid[k]]), float(table[grid[k + 1]])
             b = 1 - abar / abar_next
-            eps = model.epsilon(y, torch.full((n,), float(grid[k])))
+            eps = model.epsilon(y, torch.full((n,), float(grid[k])), c, w)
             mean = (y - b / math.sqrt(1 - abar) * eps) / math.sqrt(1 - b)
             y = mean + math.sqrt(b * (1 - abar_next) / (1 - abar)) * torch.randn_like(y)
     return y
 
 
-def sample(model, args):
+def sample(model, args, c):
+    """args.n samples, the i-th with condition c[i] (a conditional model), guided with --guidance."""
     if model.schedule["kind"] == "ddpm-discrete":
-        return sample_ddpm(model, args.n, args.steps, args.seed)
-    return sample_sde(model, args.n, args.steps, args.t_min, args.seed, args.spacing)
+        return sample_ddpm(model, args.n, args.steps, args.seed, c, args.guidance)
+    return sample_sde(model, args.n, args.steps, args.t_min, args.seed, args.spacing, c, args.guidance)
+
+
+def sampling_conditions(model, args):
+    """One condition per sample: the --classes (default: every class) in turn, or random tensors."""
+    cond = model.condition
+    if cond is None:
+        return None
+    if cond["kind"] == "class":
+        labels = torch.tensor(args.classes or range(cond["num_classes"]))
+        return labels[torch.arange(args.n) % labels.numel()]
+    return torch.randn(args.n, *cond["shape"], generator=torch.Generator().manual_seed(args.seed))
 
 
 # ---- rewards ----
@@ -384,20 +468,56 @@ def probe_times(model, n):
     return torch.tensor([low, (low + top) / 2, top] * n)[:n]
 
 
+def probe_conditions(model, n, null=True):
+    """n conditions for the checks: labels 0, 1, … or random tensors, the last one the null condition when the
+    card has one (and null); None for an unconditional model."""
+    cond = model.condition
+    if cond is None:
+        return None
+    if cond["kind"] == "class":
+        labels = [k for k in range(min(cond["num_classes"], n + 1)) if k != cond["null_class"]] or [0]
+        c = torch.tensor(labels)[torch.arange(n) % len(labels)]
+    else:
+        c = torch.randn(n, *cond["shape"])
+    if null and model.has_null:
+        c[-1] = model.null_condition(1)[0]
+    return c
+
+
 def check_forward(model, failures):
     x = torch.randn(3, *model.card["shape"])
     t = probe_times(model, 3)
+    c = probe_conditions(model, 3)
     expected = (3, model.card["output_channels"], *model.card["shape"][1:])
     try:
         with torch.no_grad():
-            out = model.raw_output(x, t)
+            out = model.raw_output(x, t, c)
     except RuntimeError as e:
-        failures.append(f"{model.path}: forward(x, t) failed: {first_line(e)}")
+        failures.append(f"{model.path}: {model.forward_name} failed: {first_line(e)}")
         return
     if tuple(out.shape) != expected:
-        failures.append(f"{model.path}: forward(x, t) returned shape {list(out.shape)}, expected {list(expected)}")
+        failures.append(f"{model.path}: {model.forward_name} returned shape {list(out.shape)}, "
+                        f"expected {list(expected)}")
     elif not torch.isfinite(out).all():
-        failures.append(f"{model.path}: forward(x, t) is not finite at t = {t.tolist()}")
+        failures.append(f"{model.path}: {model.forward_name} is not finite at t = {t.tolist()}")
+
+
+def check_guidance(model, w, failures):
+    """(1 + w) out(c) − w out(∅) for conditions that are not the null one: finite, and not out(c)."""
+    x = torch.randn(3, *model.card["shape"])
+    t = probe_times(model, 3)
+    c = probe_conditions(model, 3, null=False)
+    try:
+        with torch.no_grad():
+            plain, guided = model.output(x, t, c), model.output(x, t, c, w)
+    except RuntimeError as e:
+        failures.append(f"{model.path}: guidance w = {w:g} failed: {first_line(e)}")
+        return
+    if not torch.isfinite(guided).all():
+        failures.append(f"{model.path}: the guided output (w = {w:g}) is not finite")
+    elif torch.allclose(guided, plain, rtol=0, atol=1e-4 * max(plain.abs().max().item(), 1e-12)):
+        failures.append(f"{model.path}: guidance w = {w:g} changes nothing: the output does not depend on the "
+                        "condition")
 
 
 def check_gradient(name, function, inputs, failures):
@@ -417,12 +537,15 @@ def check_gradient(name, function, inputs, failures):
         failures.append(f"{name}: the gradient is not finite")
 
 
-def check_model(model, reward, failures):
+def check_model(model, reward, failures, guidance=0.0):
     check_forward(model, failures)
+    if guidance != 0:
+        check_guidance(model, guidance, failures)
     x = torch.randn(2, *model.card["shape"])
     t = probe_times(model, 2)
+    c = probe_conditions(model, 2)
     params = [p for p in model.module.parameters() if p.is_floating_point()]
-    check_gradient(f"{model.path}: the prediction", lambda: model.output(x, t), [x] + params, failures)
+    check_gradient(f"{model.path}: the prediction", lambda: model.output(x, t, c), [x] + params, failures)
     if model.decoder is not None:
         z = torch.randn(2, *model.card["shape"])
         with torch.no_grad():
@@ -448,8 +571,8 @@ def check_model(model, reward, failures):
         check_gradient("reward", lambda: reward(images).sum().view(1), [images], failures)
 
 
-def sampled_reward(model, reward, args, failures):
-    samples = sample(model, args)
+def sampled_reward(model, reward, args, failures, c):
+    samples = sample(model, args, c)
     with torch.no_grad():
         images = model.images(samples)
         r = reward(images)
@@ -472,6 +595,31 @@ def load(path, failures):
     return None
 
 
+def usage(message):
+    print(f"check_export.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_usage(model, args):
+    """--classes and --guidance against the model's card: exit status 2 when they do not fit."""
+    cond = model.condition
+    if args.classes and (cond is None or cond["kind"] != "class"):
+        usage(f"--classes needs a class-conditional model; '{model.path}' "
+              f"{'has no condition' if cond is None else 'takes tensor conditions ' + str(cond['shape'])}")
+    wrong = [k for k in args.classes or [] if not 0 <= k < cond["num_classes"]]
+    if wrong:
+        usage(f"--classes: label {wrong[0]} is out of range: '{model.path}' has {cond['num_classes']} classes "
+              f"(0..{cond['num_classes'] - 1})")
+    if args.guidance != 0 and not model.has_null:
+        usage(f"--guidance {args.guidance:g} needs a conditional model whose card has a null condition "
+              f"(condition.null_class or condition.null_file); '{model.path}' has "
+              f"{'no condition' if cond is None else 'none'}")
+
+
+def per_class(r, c, classes):
+    return ", ".join(f"{k}: {r[c == k].mean():.4f}" for k in sorted(set(classes)))
+
+
 def report(failures, message):
     if failures:
         print("export FAILED:\n  " + "\n  ".join(failures))
@@ -485,15 +633,26 @@ def check_one(args):
     model = load(args.model, failures)
     if model is None:
         return report(failures, "")
+    check_usage(model, args)
     reward = load_reward(args.reward, model.card["data_range"])
-    check_model(model, reward, failures)
+    check_model(model, reward, failures, args.guidance)
     if failures:  # sampling would only repeat them
         return report(failures, "")
-    r, inside = sampled_reward(model, reward, args, failures)
-    c = model.card
-    print(f"python: {c['schedule']['kind']} {c['prediction']}, {args.n} samples in {args.steps} steps: reward "
-          f"{r.mean():.4f} ± {r.std().item() / math.sqrt(args.n):.4f}, {100 * inside:.0f}% of pixels in data_range")
+    c = sampling_conditions(model, args)
+    r, inside = sampled_reward(model, reward, args, failures, c)
+    card = model.card
+    guided = f", guidance {args.guidance:g}" if args.guidance else ""
+    print(f"python: {card['schedule']['kind']} {card['prediction']}, {args.n} samples in {args.steps} steps{guided}: "
+          f"reward {r.mean():.4f} ± {r.std().item() / math.sqrt(args.n):.4f}, {100 * inside:.0f}% of pixels in "
+          "data_range")
+    if args.classes:
+        print(f"python: reward per class {per_class(r, c, args.classes)}")
     return report(failures, f"export OK: '{args.model}' loads, runs, differentiates and samples in Python")
+
+
+def kind_of(condition):
+    """A card's condition without its null file's name (a tuned card may name its own copy)."""
+    return None if condition is None else {k: v for k, v in condition.items() if k != "null_file"}
 
 
 def check_tuned(args):
@@ -503,15 +662,25 @@ def check_tuned(args):
         return report(failures, "")
     if "tuned_by" not in tuned.card.get("provenance", {}):
         failures.append("the tuned card has no provenance.tuned_by")
+    if kind_of(tuned.condition) != kind_of(base.condition):
+        failures.append(f"the tuned card's condition {kind_of(tuned.condition)} differs from the base's "
+                        f"{kind_of(base.condition)}")
+        return report(failures, "")
+    for model in (tuned, base):
+        check_usage(model, args)
     reward = load_reward(args.reward, tuned.card["data_range"])
     for model in (tuned, base):
-        check_model(model, reward, failures)
+        check_model(model, reward, failures, args.guidance)
     if failures:  # sampling would only repeat them
         return report(failures, "")
-    r_tuned, _ = sampled_reward(tuned, reward, args, failures)
-    r_base, _ = sampled_reward(base, reward, args, failures)
+    c = sampling_conditions(tuned, args)  # the same conditions (and noise) for both
+    r_tuned, _ = sampled_reward(tuned, reward, args, failures, c)
+    r_base, _ = sampled_reward(base, reward, args, failures, c)
     se_tuned, se_base = (r.std().item() / math.sqrt(args.n) for r in (r_tuned, r_base))
     print(f"python: reward tuned {r_tuned.mean():.4f} ± {se_tuned:.4f}, base {r_base.mean():.4f} ± {se_base:.4f}")
+    if args.classes:
+        print(f"python: reward per class, tuned {per_class(r_tuned, c, args.classes)}; base "
+              f"{per_class(r_base, c, args.classes)}")
     for name, got, se, expected in (("tuned", r_tuned.mean().item(), se_tuned, args.expected_reward),
                                     ("base", r_base.mean().item(), se_base, args.expected_base_reward)):
         # Both sides are estimates of the same mean from n samples: allow for both errors.
@@ -528,8 +697,7 @@ def check_tuned(args):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
-        print(f"check_export.py: {message}", file=sys.stderr)
-        sys.exit(2)
+        usage(message)
 
 
 def main():
@@ -544,6 +712,10 @@ def main():
     p.add_argument("--n", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=int(os.environ.get("IDTUNE_NUM_THREADS", 0)) or os.cpu_count() or 1)
+    p.add_argument("--classes", type=int, nargs="+", metavar="K", help="class-conditional models: the labels "
+                   "the samples take in turn (default: every class); the reward per class is printed")
+    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance w (conditional models "
+                   "with a null condition): checked, and used in sampling, like sampler.guidance_scale")
     p.add_argument("--expected-reward", type=float)
     p.add_argument("--expected-base-reward", type=float)
     args = p.parse_args()
@@ -551,6 +723,8 @@ def main():
         p.error("give --model PATH, or --tuned PATH with --base PATH")
     if args.steps < 1 or args.n < 2:
         p.error(f"--steps must be >= 1 and --n >= 2, got {args.steps} and {args.n}")
+    if not math.isfinite(args.guidance):
+        p.error(f"--guidance must be finite, got {args.guidance}")
     torch.set_num_threads(args.threads)
     return check_one(args) if args.model else check_tuned(args)
 

@@ -14,15 +14,16 @@ checkpoint:
 be a state dict, a dict holding one (--state-dict-key), with a prefix to strip (--state-dict-prefix
 module.), loaded into what --class built or else into --submodule.
 
-The exported module has forward(x [B, C, H, W], t [B]) -> [B, output_channels, H, W]. The
-network's forward may take (x, t) or (sample, timestep) positionally, plus fixed keyword
-arguments (--extra-kwargs '{"return_dict": false}'), and return a tensor, a tuple or list (its
-first element), a dict (--output-key, default "sample") or an object with `.sample` (diffusers):
-a small wrapper returns the tensor. It is scripted (torch.jit.script); when scripting fails, one
-line says why and it is traced instead (--trace: trace straight away). Tracing runs with autograd
-on and x and the parameters requiring grad, so that inference-only fused kernels (e.g.
-nn.MultiheadAttention's aten::_native_multi_head_attention, which has no derivative) are not
-recorded; a traced graph that still holds one is refused.
+The exported module has forward(x [B, C, H, W], t [B]) -> [B, output_channels, H, W] (a
+conditional one: forward(x, t, c), below). The network's forward may take (x, t) or (sample,
+timestep) positionally, plus fixed keyword arguments (--extra-kwargs '{"return_dict": false}'),
+and return a tensor, a tuple or list (its first element), a dict (--output-key, default
+"sample") or an object with `.sample` (diffusers): a small wrapper returns the tensor. It is
+scripted (torch.jit.script); when scripting fails, one line says why and it is traced instead
+(--trace: trace straight away). Tracing runs with autograd on and x and the parameters requiring
+grad, so that inference-only fused kernels (e.g. nn.MultiheadAttention's
+aten::_native_multi_head_attention, which has no derivative) are not recorded; a traced graph
+that still holds one is refused.
 
 Before anything is written: the exported module's output is compared with the eager module's
 on random inputs at random times (two batch sizes), and one vector-Jacobian product w.r.t. x and
@@ -40,15 +41,32 @@ Card options (docs/model-card.md):
   --time-scale s (continuous: the network receives s·t)
   --decoder FILE.pt --scale-factor f --image-shape C H W: a latent model's TorchScript decoder,
       images = decoder(latent / f); copied beside the card as <out stem>_decoder.pt
+
+Conditional models (the card's "condition"): the exported module has forward(x, t, c), c int64
+labels [B] or a float tensor [B, D1, …]:
+  --condition class --num-classes N [--null-class K]   labels 0 … N−1; K, the label of "no
+      condition" that classifier-free guidance needs, in [0, N] (default N: the extra label
+      that training dropped labels to)
+  --condition tensor --condition-shape D1 [D2 …] [--null-condition FILE]   FILE: a torch.save'd
+      tensor [D1, D2, …] (e.g. the text encoder's states of the empty prompt), copied beside
+      the card as <out stem>_null_condition.pt; without it the model cannot be guided
+  --condition-arg NAME   forward takes c as NAME (guided-diffusion's y, diffusers' class_labels
+      or encoder_hidden_states); default: its third positional argument. The third argument
+      is passed positionally whatever its name (a script can bind it); any other by keyword
+      (traced)
+The comparison and the VJP then run on random conditions (labels 0 … N−1, random tensors) and
+the null one.
 """
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import re
 import shutil
 import sys
 import warnings
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -199,14 +217,18 @@ def submodule(obj, path):
 
 # ---- the schedule ----
 
-def read_table(path, flag):
+def load_saved(path, flag):
+    """What torch.save wrote to the file a flag names."""
     if not os.path.isfile(path):
         raise Refused(f"{flag} '{path}' does not exist")
     try:
-        value = torch.load(path, map_location="cpu")
+        return torch.load(path, map_location="cpu")
     except Exception as e:
         raise Refused(f"{flag} '{path}' cannot be read by torch.load: {describe(e)}")
-    return as_table(value, f"{flag} '{path}'")
+
+
+def read_table(path, flag):
+    return as_table(load_saved(path, flag), f"{flag} '{path}'")
 
 
 def as_table(value, what):
@@ -271,6 +293,107 @@ def check_objective(obj, prediction):
                       f"but --prediction {prediction}")
 
 
+# ---- the condition ----
+
+def read_null_condition(args):
+    """The tensor --null-condition names: one condition [D1, …], floating, finite (or None)."""
+    if args.null_condition is None:
+        return None
+    what = f"--null-condition '{args.null_condition}'"
+    value = load_saved(args.null_condition, "--null-condition")
+    expected = list(args.condition_shape)
+    if not isinstance(value, torch.Tensor):
+        raise Refused(f"{what} holds {type(value).__name__}, expected one tensor {expected} "
+                      "(torch.save(tensor, path))")
+    if list(value.shape) != expected:
+        batched = list(value.shape) == [1] + expected
+        raise Refused(f"{what} has shape {list(value.shape)}, expected {expected} (--condition-shape)"
+                      + ("; save one condition without the batch dimension (tensor[0])" if batched else ""))
+    if not value.is_floating_point():
+        raise Refused(f"{what} holds {str(value.dtype)[6:]} values, expected a floating tensor: the network's "
+                      "input for no condition (e.g. the text encoder's states of the empty prompt, not its tokens)")
+    if not torch.isfinite(value).all():
+        raise Refused(f"{what} holds values that are not finite")
+    return value.detach().float()
+
+
+def forward_parameters(model):
+    """The parameters of the network's forward, or None when Python cannot tell."""
+    try:
+        return list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def condition_keyword(model, args):
+    """How forward takes c: None (its third positional argument) or the keyword --condition-arg names."""
+    name, params = args.condition_arg, forward_parameters(model)
+    if params is None:
+        return name
+    P = inspect.Parameter
+    positional = [p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+    listing = f"forward({', '.join(p.name for p in params)})"
+    if name is None:
+        if len(positional) >= 3 or any(p.kind == P.VAR_POSITIONAL for p in params):
+            return None
+        keywords = [p.name for p in params if p.kind == P.KEYWORD_ONLY and p.default in (P.empty, None)]
+        raise Refused(f"{listing} takes no third argument for the condition: name its parameter with --condition-arg "
+                      f"NAME{f' (keyword-only: {short_list(keywords)})' if keywords else ''}")
+    if name in positional[:2]:
+        raise Refused(f"--condition-arg {name}: {listing} takes x and t as its first two arguments; name the "
+                      "condition's parameter")
+    if name in args.extra_kwargs:
+        raise Refused(f"--condition-arg {name}: --extra-kwargs fixes it already")
+    if positional[2:3] == [name]:
+        return None  # the third argument: passed positionally, so that a script can bind it
+    if any(p.name == name and p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY) for p in params) or \
+            any(p.kind == P.VAR_KEYWORD for p in params):
+        return name
+    raise Refused(f"--condition-arg {name}: {listing} has no parameter '{name}'")
+
+
+def condition_hint(model, args, error):
+    """Why a call may have failed: a condition nobody supplies, or a label the network cannot embed."""
+    if args.condition == "class" and "index out of range" in str(error):
+        return (f" (the probe labels were 0 … {args.num_classes - 1} and the null label {args.null_class}: does the "
+                f"network embed {args.null_class + 1} labels? see --num-classes and --null-class)")
+    if args.condition:
+        return ""
+    P = inspect.Parameter
+    params = (forward_parameters(model) or [])[2:]
+    waiting = [p.name for p in params if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY) and
+               p.name not in args.extra_kwargs and (p.default is P.empty or p.default is None)]
+    if not waiting:
+        return ""
+    third = params[0].kind == P.POSITIONAL_OR_KEYWORD and params[0].name == waiting[0]
+    return (f"; forward also takes {short_list(waiting)}: for a conditional network give --condition class "
+            "--num-classes N or --condition tensor --condition-shape D…" +
+            ("" if third else f", and --condition-arg {waiting[0]}"))
+
+
+def random_conditions(args, n):
+    """n probe conditions, the last one the null condition when there is one; None without a condition."""
+    if args.condition == "class":
+        c = torch.randint(0, args.num_classes, (n,))
+        c[-1] = args.null_class
+        return c
+    if args.condition == "tensor":
+        c = torch.randn(n, *args.condition_shape)
+        if args.null_tensor is not None:
+            c[-1] = args.null_tensor
+        return c
+    return None
+
+
+def condition_card(args):
+    if args.condition == "class":
+        return {"kind": "class", "num_classes": args.num_classes, "null_class": args.null_class}
+    card = {"kind": "tensor", "shape": list(args.condition_shape)}
+    if args.null_condition:
+        card["null_file"] = companion(args.out, "_null_condition.pt")
+    return card
+
+
 # ---- probing, wrapping, exporting ----
 
 def random_times(args, steps, n):
@@ -281,11 +404,29 @@ def random_times(args, steps, n):
 
 
 def inputs(args, steps, n):
-    return torch.randn(n, *args.shape), random_times(args, steps, n)
+    """x, t and (a conditional model) c for n probe samples."""
+    return torch.randn(n, *args.shape), random_times(args, steps, n), random_conditions(args, n)
 
 
-def signature(x, t):
-    return f"forward(x {list(x.shape)} {str(x.dtype)[6:]}, t {list(t.shape)} {str(t.dtype)[6:]})"
+def operands(x, t, c):
+    """The exported module's arguments: (x, t), or (x, t, c)."""
+    return (x, t) if c is None else (x, t, c)
+
+
+def signature(x, t, c, keyword=None):
+    def arg(name, v):
+        return f"{name} {list(v.shape)} {str(v.dtype)[6:]}"
+    conditioned = "" if c is None else f", {arg(keyword or 'c', c)}"
+    return f"forward({arg('x', x)}, {arg('t', t)}{conditioned})"
+
+
+def call(model, x, t, c, kwargs, keyword):
+    """The network called as the export calls it: c third, or as the keyword argument `keyword`."""
+    if c is None:
+        return model(x, t, **kwargs)
+    if keyword:
+        return model(x, t, **kwargs, **{keyword: c})
+    return model(x, t, c, **kwargs)
 
 
 def select(out, key):
@@ -305,63 +446,83 @@ def select(out, key):
                   "a dict (--output-key) or an object with .sample")
 
 
-def run_eager(model, x, t, kwargs, key):
+def run_eager(model, x, t, c, args):
     try:
         with torch.no_grad():
-            out = model(x, t, **kwargs)
+            out = call(model, x, t, c, args.extra_kwargs, args.condition_keyword)
     except Refused:
         raise
     except Exception as e:
         integer_time = "Long" in str(e) and t.is_floating_point()
-        hint = " (an integer-time network needs --time-dtype long)" if integer_time else ""
-        raise Refused(f"{signature(x, t)} failed: {describe(e)}{hint}")
-    return select(out, key)
+        hint = " (an integer-time network needs --time-dtype long)" if integer_time else condition_hint(model, args, e)
+        raise Refused(f"{signature(x, t, c, args.condition_keyword)} failed: {describe(e)}{hint}")
+    return select(out, args.output_key)
 
 
-class FirstOutput(nn.Module):
-    def __init__(self, model):
+class Selected(nn.Module):
+    """A scriptable wrapper: the network called with (x, t) or (x, t, c), the prediction taken from its
+    output (`output`); TwoInputs or ThreeInputs gives it its forward."""
+
+    conditional: torch.jit.Final[bool]
+
+    def __init__(self, model, conditional: bool, key: str):
         super().__init__()
         self.model = model
-
-    def forward(self, x, t):
-        return self.model(x, t)[0]
-
-
-class KeyOutput(nn.Module):
-    def __init__(self, model, key: str):
-        super().__init__()
-        self.model = model
+        self.conditional = conditional
         self.key = key
 
+    def network(self, x, t, c: Optional[torch.Tensor]):
+        if self.conditional:  # a constant: a script compiles only the branch taken
+            assert c is not None
+            return self.model(x, t, c)
+        return self.model(x, t)
+
+
+class FirstOutput(Selected):
+    def output(self, x, t, c: Optional[torch.Tensor]):
+        return self.network(x, t, c)[0]
+
+
+class KeyOutput(Selected):
+    def output(self, x, t, c: Optional[torch.Tensor]):
+        return self.network(x, t, c)[self.key]
+
+
+class SampleOutput(Selected):
+    def output(self, x, t, c: Optional[torch.Tensor]):
+        return self.network(x, t, c).sample
+
+
+class TwoInputs:
     def forward(self, x, t):
-        return self.model(x, t)[self.key]
+        return self.output(x, t, None)
 
 
-class SampleOutput(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, t):
-        return self.model(x, t).sample
+class ThreeInputs:
+    def forward(self, x, t, c):
+        return self.output(x, t, c)
 
 
 class TracedCall(nn.Module):
-    """Any output, fixed keyword arguments: only for tracing."""
+    """Any output, fixed keyword arguments, c by keyword: only for tracing."""
 
-    def __init__(self, model, kwargs, key):
+    def __init__(self, model, args):
         super().__init__()
         self.model = model
-        self.kwargs = kwargs
-        self.key = key
+        self.kwargs = args.extra_kwargs
+        self.keyword = args.condition_keyword
+        self.key = args.output_key
 
-    def forward(self, x, t):
-        return select(self.model(x, t, **self.kwargs), self.key)[0]
+    def forward(self, x, t, c=None):
+        return select(call(self.model, x, t, c, self.kwargs, self.keyword), self.key)[0]
 
 
-def scriptable_wrapper(model, how, key):
-    return {"tensor": lambda: model, "first": lambda: FirstOutput(model), "key": lambda: KeyOutput(model, key),
-            "sample": lambda: SampleOutput(model)}[how]()
+def scriptable_wrapper(model, how, args):
+    if how == "tensor":
+        return model
+    kind = {"first": FirstOutput, "key": KeyOutput, "sample": SampleOutput}[how]
+    arity = ThreeInputs if args.condition else TwoInputs
+    return type(kind.__name__, (arity, kind), {})(model, args.condition is not None, args.output_key)
 
 
 def script_failure(error):
@@ -387,13 +548,13 @@ def requiring_grad(module):
     return module
 
 
-def trace(module, x, t):
+def trace(module, x, t, c):
     """Traced with autograd on and x and the parameters requiring grad: no inference-only kernels."""
     requiring_grad(module)
     with torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings: the comparison on a second batch size decides
         # check_trace re-runs the trace under no_grad, where the fused kernels would appear: off.
-        traced = torch.jit.trace(module, (x.clone().requires_grad_(True), t), check_trace=False)
+        traced = torch.jit.trace(module, operands(x.clone().requires_grad_(True), t, c), check_trace=False)
     ops = sorted({kind for kind in graph_ops(traced.inlined_graph) if kind in INFERENCE_ONLY_OPS})
     if ops:
         raise Refused(f"the traced graph holds {', '.join(ops)}, an inference-only kernel without a derivative, "
@@ -409,45 +570,61 @@ def graph_ops(block):
 
 
 def export(model, args, steps, how):
-    """Scripted, or traced when scripting fails (or --trace / --extra-kwargs); returns (module, method)."""
-    x, t = inputs(args, steps, 4)
-    kwargs = args.extra_kwargs
-    if not args.trace and kwargs:
-        print(f"export_model.py: fixed keyword arguments {json.dumps(kwargs)}: tracing (a script cannot bind them)")
+    """Scripted, or traced when scripting fails (or --trace, --extra-kwargs, c by keyword); returns (module, method)."""
+    x, t, c = inputs(args, steps, 4)
+    kwargs, keyword = args.extra_kwargs, args.condition_keyword
+    if not args.trace and (kwargs or keyword):
+        bound = ([f"fixed keyword arguments {json.dumps(kwargs)}"] if kwargs else []) + \
+            ([f"the condition as keyword argument '{keyword}'"] if keyword else [])
+        print(f"export_model.py: {' and '.join(bound)}: tracing (a script cannot bind keyword arguments)")
     elif not args.trace:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's own notes about its modules' constants
-                scripted = torch.jit.script(scriptable_wrapper(model, how, args.output_key))
+                scripted = torch.jit.script(scriptable_wrapper(model, how, args))
             with torch.no_grad():
-                scripted(x, t)
+                scripted(*operands(x, t, c))
             return scripted, "scripted"
         except Exception as e:  # any TorchScript failure: fall back to tracing
             print(f"export_model.py: torch.jit.script failed: {script_failure(e)}; {TRACE_HINT}: tracing instead")
     try:
-        wrapped = TracedCall(model, kwargs, args.output_key) if kwargs or how != "tensor" else model
-        return trace(wrapped, x, t), "traced"
+        wrapped = TracedCall(model, args) if kwargs or keyword or how != "tensor" else model
+        return trace(wrapped, x, t, c), "traced"
     except Refused:
         raise
     except Exception as e:
         raise Refused(f"torch.jit.trace failed: {describe(e)}")
 
 
-def compare(model, exported, args, steps, kwargs):
+def compare(model, exported, args, steps):
     """Exported vs eager on fresh inputs, at batch sizes 4 and 3 (a trace must generalise)."""
     for n in (4, 3):
-        x, t = inputs(args, steps, n)
-        eager, _ = run_eager(model, x, t, kwargs, args.output_key)
+        x, t, c = inputs(args, steps, n)
+        eager, _ = run_eager(model, x, t, c, args)
         try:
             with torch.no_grad():
-                got = exported(x, t)
+                got = exported(*operands(x, t, c))
         except Exception as e:
-            raise Refused(f"the exported module fails on {signature(x, t)} (a trace fixes Python branches and "
+            raise Refused(f"the exported module fails on {signature(x, t, c)} (a trace fixes Python branches and "
                           f"sizes): {describe(e)}")
         error = (eager - got).abs().max().item() / max(eager.abs().max().item(), 1e-12)
         if tuple(got.shape) != tuple(eager.shape) or not error <= RELATIVE_TOLERANCE:
             raise Refused(f"the exported module differs from the eager one (relative error {error:.2e} > "
                           f"{RELATIVE_TOLERANCE} at batch size {n}); nothing written")
+
+
+def check_condition_used(exported, args, steps):
+    """A warning when the output is the same for every condition at one x and t (guidance would do nothing)."""
+    x, t, c = inputs(args, steps, 4)
+    if all(torch.equal(c[i], c[0]) for i in range(1, 4)):
+        return
+    with torch.no_grad():
+        out = exported(x[:1].expand_as(x).contiguous(), t[:1].expand_as(t).contiguous(), c)
+    tolerance = 1e-5 * max(out.abs().max().item(), 1e-12)
+    if all(torch.allclose(out[i], out[0], rtol=0, atol=tolerance) for i in range(1, 4)):
+        where = f"keyword argument '{args.condition_keyword}'" if args.condition_keyword else "third argument"
+        print(f"export_model.py: warning: the output does not depend on the condition (passed as the {where}): is "
+              "that the network's condition? guidance would change nothing")
 
 
 def check_output(out, x, args):
@@ -465,13 +642,13 @@ def check_output(out, x, args):
 
 
 def probe_gradient(exported, args, steps):
-    """One VJP of the prediction (first C channels) w.r.t. x and every parameter."""
-    x, t = inputs(args, steps, 2)
+    """One VJP of the prediction (first C channels) w.r.t. x and every parameter (a random and the null condition)."""
+    x, t, c = inputs(args, steps, 2)
     x.requires_grad_(True)
     params = [p for p in requiring_grad(exported).parameters() if p.is_floating_point()]
     try:
         with torch.enable_grad():
-            out = exported(x, t)[:, : args.shape[0]]
+            out = exported(*operands(x, t, c))[:, : args.shape[0]]
             grads = torch.autograd.grad(out, [x] + params, torch.randn_like(out), allow_unused=True)
     except RuntimeError as e:
         op = re.search(r"derivative for (\S+) is not implemented", str(e))
@@ -567,6 +744,14 @@ def parse_args(argv):
     p.add_argument("--decoder", help="TorchScript decoder of a latent model")
     p.add_argument("--scale-factor", type=float, help="latent scale: images = decoder(latent / scale_factor)")
     p.add_argument("--image-shape", type=int, nargs=3, metavar=("C", "H", "W"), help="shape of decoded images")
+    p.add_argument("--condition", choices=["class", "tensor"], help="a conditional network: forward(x, t, c)")
+    p.add_argument("--num-classes", type=int, help="class: labels 0 … N-1")
+    p.add_argument("--null-class", type=int, help="class: the label of no condition, in [0, N] (default N)")
+    p.add_argument("--condition-shape", type=int, nargs="+", metavar="D", help="tensor: the shape of one condition")
+    p.add_argument("--null-condition", help="tensor: torch.save'd condition [D…] of no condition (copied beside "
+                   "the card)")
+    p.add_argument("--condition-arg", metavar="NAME", help="forward's parameter for c, passed by keyword unless it is "
+                   "the third (default: the third positional argument)")
     p.add_argument("--trace", action="store_true", help="torch.jit.trace without trying torch.jit.script")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe inputs")
     return check_args(p.parse_args(argv))
@@ -623,6 +808,34 @@ def check_args(a):
     a.scale_factor = 1.0 if a.scale_factor is None else a.scale_factor
     if not a.scale_factor > 0:
         raise Refused(f"--scale-factor {a.scale_factor:g}: expected > 0")
+    return check_condition_args(a)
+
+
+def check_condition_args(a):
+    flags = (("--num-classes", a.num_classes, "class"), ("--null-class", a.null_class, "class"),
+             ("--condition-shape", a.condition_shape, "tensor"), ("--null-condition", a.null_condition, "tensor"),
+             ("--condition-arg", a.condition_arg, None))
+    for flag, value, kind in flags:
+        if value is not None and a.condition is None:
+            raise Refused(f"{flag} needs --condition {kind or 'class or --condition tensor'}")
+        if value is not None and kind and kind != a.condition:
+            what = "int64 labels [B]" if a.condition == "class" else "float tensors [B, D…]"
+            raise Refused(f"{flag} is for --condition {kind}; --condition {a.condition} feeds {what}")
+    if a.condition == "class":
+        if a.num_classes is None or not 1 <= a.num_classes <= 1000000:
+            raise Refused(f"--condition class needs --num-classes N in [1, 1000000]"
+                          f"{'' if a.num_classes is None else f', got {a.num_classes}'}")
+        a.null_class = a.num_classes if a.null_class is None else a.null_class
+        if not 0 <= a.null_class <= a.num_classes:
+            raise Refused(f"--null-class {a.null_class}: expected a label in [0, {a.num_classes}] ({a.num_classes}, "
+                          "the default, is the usual extra label that training dropped labels to)")
+    if a.condition == "tensor" and (not a.condition_shape or len(a.condition_shape) > 4 or
+                                    not all(1 <= d <= 1000000 for d in a.condition_shape)):
+        got = f", got {' '.join(map(str, a.condition_shape))}" if a.condition_shape else ""
+        raise Refused(f"--condition tensor needs --condition-shape D1 [D2 …], the shape of one condition (e.g. 77 "
+                      f"768): 1 to 4 sizes, each in [1, 1000000]{got}")
+    if a.condition_arg is not None and not a.condition_arg.isidentifier():
+        raise Refused(f"--condition-arg {a.condition_arg!r}: expected the name of forward's parameter")
     return a
 
 
@@ -633,8 +846,10 @@ def card_for(args, schedule, method, n_params):
             "time_input": "discrete" if discrete else "continuous", "time_scale": args.time_scale,
             "time_dtype": args.time_dtype}
     if args.decoder:
-        card["decoder"] = {"file": decoder_name(args.out), "scale_factor": args.scale_factor,
+        card["decoder"] = {"file": companion(args.out, "_decoder.pt"), "scale_factor": args.scale_factor,
                            "image_shape": args.image_shape}
+    if args.condition:
+        card["condition"] = condition_card(args)
     card["provenance"] = {"exported_by": "scripts/export_model.py", "module": os.path.basename(args.module),
                           "class": args.class_name, "state_dict": os.path.basename(args.state_dict or ""),
                           "traced": method == "traced", "parameters": n_params}
@@ -647,18 +862,27 @@ def card_for(args, schedule, method, n_params):
     return card
 
 
-def decoder_name(out):
-    """idtune's convention (ScoreModel::save): dir/stem.pt -> stem_decoder.pt beside it."""
-    return os.path.splitext(os.path.basename(out))[0] + "_decoder.pt"
+def companion(out, suffix):
+    """A file the card names, beside it: dir/stem.pt -> stem<suffix> (idtune's ScoreModel::save writes a
+    decoder as stem_decoder.pt)."""
+    return os.path.splitext(os.path.basename(out))[0] + suffix
+
+
+def companions(card, args):
+    """(source, name beside the card) of each file the card names: the decoder, the null condition."""
+    files = [(args.decoder, card["decoder"]["file"])] if args.decoder else []
+    if "null_file" in card.get("condition", {}):
+        files.append((args.null_condition, card["condition"]["null_file"]))
+    return files
 
 
 def write(exported, card, args):
     folder = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(folder, exist_ok=True)
-    if args.decoder:
-        target = os.path.join(folder, card["decoder"]["file"])
-        if os.path.abspath(args.decoder) != target:
-            shutil.copyfile(args.decoder, target + ".tmp")
+    for source, name in companions(card, args):
+        target = os.path.join(folder, name)
+        if os.path.abspath(source) != target:
+            shutil.copyfile(source, target + ".tmp")
             os.replace(target + ".tmp", target)
     exported.save(args.out + ".tmp")
     os.replace(args.out + ".tmp", args.out)
@@ -671,26 +895,33 @@ def write(exported, card, args):
 
 def run(argv):
     args = parse_args(argv)
+    args.null_tensor = read_null_condition(args) if args.condition == "tensor" else None
     torch.manual_seed(args.seed)
     obj = build(args)
     model = load_weights(obj, args)
+    args.condition_keyword = condition_keyword(model, args) if args.condition else None
     schedule = schedule_card(args, obj)
     check_schedule(schedule, obj, args)
     check_objective(obj, args.prediction)
     steps = card_rules.discrete_alpha_bar(schedule).numel() if args.schedule == "ddpm-discrete" else 0
     model.eval()
-    x, t = inputs(args, steps, 4)
-    out, how = run_eager(model, x, t, args.extra_kwargs, args.output_key)
+    x, t, c = inputs(args, steps, 4)
+    out, how = run_eager(model, x, t, c, args)
     check_output(out, x, args)
     exported, method = export(model, args, steps, how)
-    compare(model, exported, args, steps, args.extra_kwargs)
+    compare(model, exported, args, steps)
+    if args.condition:
+        check_condition_used(exported, args, steps)
     probe_gradient(exported, args, steps)
     if args.decoder:
         check_decoder(args)
     n_params = sum(p.numel() for p in model.parameters())
     card = card_for(args, schedule, method, n_params)
+    if args.condition == "tensor" and args.null_tensor is None:
+        print("export_model.py: note: no --null-condition: idtune cannot guide this model (sampler.guidance_scale "
+              "needs the null condition)")
     card_path = write(exported, card, args)
-    extra = f" and {card['decoder']['file']}" if args.decoder else ""
+    extra = "".join(f" and {name}" for _, name in companions(card, args))
     print(f"wrote {args.out} ({method}, {n_params} parameters), {card_path}{extra}")
 
 

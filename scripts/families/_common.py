@@ -41,6 +41,13 @@ def synthetic_images(n, shape, generator):
     return torch.tanh(2 * F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False))
 
 
+def labels_with_dropout(n, num_classes, p_null=0.1):
+    """Random labels 0 … num_classes − 1, each replaced by the null label num_classes with probability p_null:
+    classifier-free guidance training (synthetic images have no class: the labels only exercise the path)."""
+    labels = torch.randint(0, num_classes, (n,))
+    return torch.where(torch.rand(n) < p_null, torch.full_like(labels, num_classes), labels)
+
+
 def train(model, predict, alphas_cumprod, target, shape, steps, batch, seed, lr=1e-3):
     """Denoising regression: predict(x_t, i) against ε, v = αε − σx₀ or x₀ (`target`)."""
     generator = torch.Generator().manual_seed(seed)

@@ -33,6 +33,10 @@ $py $fam/v_prediction_unet.py --steps 0 --objective pred_x0 --beta-schedule cosi
 $py $fam/learned_sigma_unet.py --steps 0 --out "$work/sigma_state.pt" >/dev/null
 $py $fam/diffusers_style_unet.py --steps 0 --out "$work/diffusers_state.pt" >/dev/null
 $py $fam/latent.py --steps 0 --out "$work/latent" >/dev/null
+$py $fam/learned_sigma_unet.py --steps 0 --num-classes 10 --out "$work/class_state.pt" >/dev/null
+$py $fam/diffusers_style_unet.py --steps 0 --num-classes 10 --out "$work/diffusers_class_state.pt" >/dev/null
+$py $fam/cross_attention_unet.py --steps 0 --out "$work/text_state.pt" --null-out "$work/empty_prompt.pt" \
+  >/dev/null
 $py $fam/rewards.py --kind conv --channels 3 --out "$work/conv3.pt" >/dev/null
 $py $fam/rewards.py --kind conv --channels 1 --out "$work/conv1.pt" >/dev/null
 $py -c "import torch, sys; sys.path.insert(0, '$fam'); import ddpm_attention_unet as m
@@ -76,6 +80,20 @@ case_ latent "--module $fam/latent.py --class LatentDenoiser --state-dict $work/
   --shape 4 7 7 --schedule ddpm-discrete --beta-schedule scaled_linear --beta-start 0.00085 --beta-end 0.012
   --num-train-steps 1000 --prediction epsilon --time-dtype long --decoder $work/latent/vae_decoder.pt
   --scale-factor 3.3139 --image-shape 1 28 28" "--reward $work/conv1.pt"
+# Conditional models: forward(x, t, c), checked with conditions and classifier-free guidance.
+case_ guided_class "--module $fam/learned_sigma_unet.py --class UNetModel --init-kwargs {\"num_classes\":11}
+  --state-dict $work/class_state.pt --shape 3 16 16 --schedule ddpm-discrete --beta-schedule squaredcos_cap_v2
+  --num-train-steps 1000 --prediction epsilon --output-channels 6 --time-dtype long
+  --condition class --num-classes 10" "--classes 0 1 2 --guidance 3"
+case_ diffusers_class_cosine_v "--module $fam/diffusers_style_unet.py --class UNet2DModel
+  --init-kwargs {\"num_class_embeds\":11} --state-dict $work/diffusers_class_state.pt --shape 1 16 16
+  --schedule cosine --t-max 0.99 --time-scale 1000 --prediction v
+  --condition class --num-classes 10 --null-class 10 --condition-arg class_labels" \
+  "--guidance 1.5 --reward $work/conv1.pt"
+case_ cross_attention_text "--module $fam/cross_attention_unet.py --class UNet2DConditionModel
+  --state-dict $work/text_state.pt --shape 3 16 16 --schedule ddpm-discrete --beta-schedule scaled_linear
+  --beta-start 0.00085 --beta-end 0.012 --num-train-steps 1000 --prediction epsilon --time-dtype long
+  --condition tensor --condition-shape 4 8 --null-condition $work/empty_prompt.pt" "--guidance 2"
 
 printf '%s\n' "${results[@]}"
 echo "logs in $work"

@@ -19,6 +19,22 @@ and traces it (or call it with return_dict=False: --extra-kwargs '{"return_dict"
 
 Its timestep is only ever turned into sinusoidal features, so a continuous-time export works too
 (t ∈ [0, 0.99] fed as 1000·t): --schedule cosine --t-max 0.99 --time-scale 1000.
+
+Class-conditional, as diffusers does it: `UNet2DModel(num_class_embeds=…)` adds
+`class_embedding = nn.Embedding(num_class_embeds, time_embed_dim)` of `class_labels` to the time
+embedding; forward(sample, timestep, class_labels=None, return_dict=True) raises without labels
+then. Trained for classifier-free guidance, it embeds one label more than there are classes, the
+null label (--num-classes 10 here: num_class_embeds 11, null label 10).
+
+    /usr/bin/python3 scripts/families/diffusers_style_unet.py --steps 0 --num-classes 10 \
+        --out runs/fam/diffusers_class_state.pt
+    /usr/bin/python3 scripts/export_model.py \
+        --module scripts/families/diffusers_style_unet.py --class UNet2DModel \
+        --init-kwargs '{"num_class_embeds": 11}' --state-dict runs/fam/diffusers_class_state.pt \
+        --shape 1 16 16 --schedule ddpm-discrete --beta-schedule linear --beta-start 1e-4 \
+        --beta-end 0.02 --num-train-steps 1000 --prediction epsilon --time-dtype long \
+        --condition class --num-classes 10 --null-class 10 --condition-arg class_labels \
+        --out runs/fam/diffusers_class.pt
 """
 import math
 import os
@@ -140,16 +156,17 @@ class UNetMidBlock2D(nn.Module):
 
 
 class UNet2DModel(nn.Module):
-    """forward(sample [B, C, H, W], timestep, return_dict=True) -> UNet2DOutput(sample=ε̂)."""
+    """forward(sample [B, C, H, W], timestep, class_labels=None, return_dict=True) -> UNet2DOutput(sample=ε̂)."""
 
     def __init__(self, sample_size: int = 16, in_channels: int = 1, out_channels: int = 1,
-                 block_out_channels=(16, 32), layers_per_block: int = 1):
+                 block_out_channels=(16, 32), layers_per_block: int = 1, num_class_embeds=None):
         super().__init__()
         self.sample_size = sample_size
         time_embed_dim = block_out_channels[0] * 4
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         self.time_proj = Timesteps(block_out_channels[0])
         self.time_embedding = TimestepEmbedding(block_out_channels[0], time_embed_dim)
+        self.class_embedding = nn.Embedding(num_class_embeds, time_embed_dim) if num_class_embeds else None
         self.down_blocks = nn.ModuleList()
         output_channel = block_out_channels[0]
         for i, channels in enumerate(block_out_channels):
@@ -170,7 +187,7 @@ class UNet2DModel(nn.Module):
         self.conv_act = nn.SiLU()
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1)
 
-    def forward(self, sample, timestep, return_dict: bool = True):
+    def forward(self, sample, timestep, class_labels=None, return_dict: bool = True):
         timesteps = timestep
         if not torch.is_tensor(timesteps):
             timesteps = torch.tensor([timesteps], dtype=torch.long, device=sample.device)
@@ -178,6 +195,10 @@ class UNet2DModel(nn.Module):
             timesteps = timesteps[None].to(sample.device)
         timesteps = timesteps * torch.ones(sample.shape[0], dtype=timesteps.dtype, device=timesteps.device)
         emb = self.time_embedding(self.time_proj(timesteps).to(dtype=sample.dtype))
+        if self.class_embedding is not None:
+            if class_labels is None:
+                raise ValueError("this model is class-conditional: pass class_labels")
+            emb = emb + self.class_embedding(class_labels).to(dtype=sample.dtype)
 
         sample = self.conv_in(sample)
         down_block_res_samples = (sample,)
@@ -200,11 +221,17 @@ def alphas_cumprod():
 
 
 def main():
-    args = _common.command_line(__doc__).parse_args()
+    p = _common.command_line(__doc__)
+    p.add_argument("--num-classes", type=int, help="class-conditional: classes, plus one null label")
+    args = p.parse_args()
     _common.start(args)
-    model = UNet2DModel()
-    _common.train(model, lambda x, t: model(x, t).sample, alphas_cumprod(), "epsilon", (1, 16, 16),
-                  args.steps, args.batch, args.seed)
+    conditional = args.num_classes is not None
+    model = UNet2DModel(num_class_embeds=args.num_classes + 1 if conditional else None)
+
+    def predict(x, t):
+        labels = _common.labels_with_dropout(x.shape[0], args.num_classes) if conditional else None
+        return model(x, t, class_labels=labels).sample
+    _common.train(model, predict, alphas_cumprod(), "epsilon", (1, 16, 16), args.steps, args.batch, args.seed)
     _common.save(model.state_dict(), args.out, model)
 
 

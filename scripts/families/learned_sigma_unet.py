@@ -17,6 +17,22 @@ untrained export is compared on outputs that are not all zero.
         --state-dict runs/fam/sigma_state.pt --shape 3 16 16 \
         --schedule ddpm-discrete --beta-schedule squaredcos_cap_v2 --num-train-steps 1000 \
         --prediction epsilon --output-channels 6 --time-dtype long --out runs/fam/sigma.pt
+
+Class-conditional (guided-diffusion's ImageNet models): `UNetModel(num_classes=…)` adds
+`label_emb = nn.Embedding(num_classes, time_embed_dim)` of the labels `y` to the time embedding,
+and forward(x, timesteps, y) requires y exactly when num_classes is set. For classifier-free
+guidance the model is built with one label more than there are classes, the last one the null
+label that training drops labels to: 10 classes -> num_classes 11, null label 10 (--num-classes
+10 here builds and trains that).
+
+    /usr/bin/python3 scripts/families/learned_sigma_unet.py --steps 0 --num-classes 10 \
+        --out runs/fam/class_state.pt
+    /usr/bin/python3 scripts/export_model.py \
+        --module scripts/families/learned_sigma_unet.py --class UNetModel \
+        --init-kwargs '{"num_classes": 11}' --state-dict runs/fam/class_state.pt --shape 3 16 16 \
+        --schedule ddpm-discrete --beta-schedule squaredcos_cap_v2 --num-train-steps 1000 \
+        --prediction epsilon --output-channels 6 --time-dtype long \
+        --condition class --num-classes 10 --out runs/fam/class.pt
 """
 import math
 import os
@@ -121,13 +137,16 @@ class UNetModel(nn.Module):
 
     def __init__(self, image_size: int = 16, in_channels: int = 3, model_channels: int = 16, out_channels: int = 3,
                  num_res_blocks: int = 1, attention_resolutions=(2,), dropout: float = 0.0, channel_mult=(1, 2),
-                 num_heads: int = 2, use_scale_shift_norm: bool = True, learn_sigma: bool = True):
+                 num_heads: int = 2, use_scale_shift_norm: bool = True, learn_sigma: bool = True, num_classes=None):
         super().__init__()
         out_channels = out_channels * 2 if learn_sigma else out_channels
         self.model_channels = model_channels
+        self.num_classes = num_classes
         time_embed_dim = model_channels * 4
         self.time_embed = nn.Sequential(nn.Linear(model_channels, time_embed_dim), nn.SiLU(),
                                         nn.Linear(time_embed_dim, time_embed_dim))
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, time_embed_dim)
 
         def res(ch_in, ch_out):
             return ResBlock(ch_in, time_embed_dim, dropout, ch_out, use_scale_shift_norm)
@@ -162,7 +181,11 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(normalization(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
 
     def forward(self, x, timesteps, y=None):
+        assert (y is None) == (self.num_classes is None), "y is required exactly when the model has num_classes"
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
+        if self.num_classes is not None:
+            assert y.shape == (x.shape[0],), "y: one label per sample"
+            emb = emb + self.label_emb(y)
         hs = []
         h = x
         for module in self.input_blocks:
@@ -183,10 +206,17 @@ def alphas_cumprod():
 
 
 def main():
-    args = _common.command_line(__doc__).parse_args()
+    p = _common.command_line(__doc__)
+    p.add_argument("--num-classes", type=int, help="class-conditional: classes, plus one null label")
+    args = p.parse_args()
     _common.start(args)
-    model = UNetModel()
-    _common.train(model, model, alphas_cumprod(), "epsilon", (3, 16, 16), args.steps, args.batch, args.seed)
+    if args.num_classes is None:
+        model = UNetModel()
+        predict = model
+    else:
+        model = UNetModel(num_classes=args.num_classes + 1)
+        predict = lambda x, t: model(x, t, _common.labels_with_dropout(x.shape[0], args.num_classes))  # noqa: E731
+    _common.train(model, predict, alphas_cumprod(), "epsilon", (3, 16, 16), args.steps, args.batch, args.seed)
     _common.save(model.state_dict(), args.out, model)
 
 
