@@ -205,7 +205,7 @@ TEST_F(CliTest, OutOfRangeAndInvalidValues) {
       },
       {"/optimiser/betas = 1.5", "[0, 1)"});
   expect_refused([](Json& c) { c["dtype"] = "float16"; }, {"/dtype", "float32, float64"});
-  expect_refused([](Json& c) { c["batch"] = "many"; }, {"/batch", "wrong type"});
+  expect_refused([](Json& c) { c["batch"] = "many"; }, {"/batch", "expected an integer"});
   expect_refused([](Json& c) { c["output"]["grid_samples"] = 0; }, {"/output/grid_samples"});
   expect_refused([](Json& c) { c["iterations"] = -5; }, {"/iterations", "out of range"});
 }
@@ -262,6 +262,37 @@ TEST_F(CliTest, SetOverridesAndResumeMistakes) {
   r = idtune("tune --config " + write_config(config_) + " --resume --set batch=8");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("differs from the one in"), std::string::npos) << r.output;
+}
+
+std::string contents(const std::string& file) {
+  std::ifstream in(file);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST_F(CliTest, AFailedResumeChangesNothingInTheRunDirectory) {
+  ASSERT_EQ(idtune("tune --config " + write_config(config_) + " --set iterations=4").status, 0);
+  const auto config = contents(run_dir() + "/config.json");
+  const auto metrics = contents(run_dir() + "/metrics.jsonl");
+  // A checkpoint that cannot be read: refused before config.json or metrics.jsonl change.
+  std::ofstream(run_dir() + "/checkpoint.pt") << "not a checkpoint";
+  const auto r = idtune("tune --config " + write_config(config_) + " --resume --set iterations=9");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("cannot read checkpoint"), std::string::npos) << r.output;
+  EXPECT_EQ(contents(run_dir() + "/config.json"), config);
+  EXPECT_EQ(contents(run_dir() + "/metrics.jsonl"), metrics);
+}
+
+TEST_F(CliTest, TwoRunsInOneDirectoryCannotBothWrite) {
+  auto config = config_;
+  config["iterations"] = 100000;
+  const std::string tune = std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
+  // The first holds the directory's lock while it runs; the second is refused naming its pid.
+  const auto r = run("bash -c '" + tune + " & pid=$!; while [ ! -s " + run_dir() +
+                     "/metrics.jsonl ]; do sleep 0.05; done; " + tune +
+                     " --set iterations=3; echo second=$?; kill -TERM $pid; wait $pid'");
+  EXPECT_NE(r.output.find("second=1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is in use by another idtune process (pid"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -156,7 +156,7 @@ TEST(BadInput, CardWithOutOfRangeOrInvalidValues) {
   expect_card_error(card, {"/data_range", "low < high"});
   card = good_card();
   card["shape"] = "1x4x4";
-  expect_card_error(card, {"/shape", "wrong type"});
+  expect_card_error(card, {"/shape", "expected an array"});
 }
 
 TEST(BadInput, TimeInputThatDoesNotFitTheSchedule) {

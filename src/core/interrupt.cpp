@@ -21,4 +21,6 @@ void install_interrupt_handlers() {
 
 bool interrupt_requested() { return requested != 0; }
 
+void clear_interrupt_request() { requested = 0; }
+
 }  // namespace idtune

@@ -1,10 +1,133 @@
 #include "idtune/core/json_reader.h"
 
+#include "idtune/core/atomic_file.h"
+
 #include <algorithm>
-#include <cstdio>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 
 namespace idtune {
+
+namespace {
+
+using Event = nlohmann::json::parse_event_t;
+
+/// One open object or array while parsing: its keys so far, or its element count.
+struct OpenValue {
+  bool object;
+  std::set<std::string> keys;
+  std::string key;
+  size_t index = 0;
+};
+
+std::string pointer_of(const std::vector<OpenValue>& open) {
+  std::string pointer;
+  for (const auto& value : open) pointer += "/" + (value.object ? value.key : std::to_string(value.index));
+  return pointer.empty() ? "/" : pointer;
+}
+
+}  // namespace
+
+nlohmann::json parse_json(const std::string& text, const std::string& source) {
+  std::vector<OpenValue> open;
+  const auto element_done = [&] {
+    if (!open.empty() && !open.back().object) ++open.back().index;
+  };
+  const nlohmann::json::parser_callback_t callback = [&](int, Event event, nlohmann::json& parsed) {
+    switch (event) {
+      case Event::object_start:
+      case Event::array_start:
+        check(open.size() < static_cast<size_t>(kMaxJsonDepth), source, ": ", pointer_of(open),
+              ": nested deeper than ", kMaxJsonDepth, " levels");
+        open.push_back({event == Event::object_start, {}, {}, 0});
+        break;
+      case Event::key:
+        open.back().key = parsed.get<std::string>();
+        check(open.back().keys.insert(open.back().key).second, source, ": ", pointer_of(open),
+              ": duplicate key (each key may appear once)");
+        break;
+      case Event::object_end:
+      case Event::array_end:
+        open.pop_back();
+        element_done();
+        break;
+      case Event::value:
+        element_done();
+        break;
+    }
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, callback);
+  } catch (const nlohmann::json::exception& e) {
+    // nlohmann's message starts "[json.exception.parse_error.101] parse error at line 1, ..."
+    std::string what = e.what();
+    const auto bracket = what.find("] ");
+    if (what.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos)
+      what = what.substr(bracket + 2);
+    throw Error(source + " is not valid JSON (near " + pointer_of(open) + "): " + what);
+  }
+}
+
+std::string json_excerpt(const nlohmann::json& node) {
+  constexpr size_t kMaxExcerpt = 60;
+  std::string text = node.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > kMaxExcerpt)
+    text = text.substr(0, kMaxExcerpt) + "… (" + std::to_string(text.size()) + " characters)";
+  return text;
+}
+
+namespace detail {
+
+void wrong_json_value(const std::string& path, const nlohmann::json& node,
+                      const std::string& expected) {
+  throw Error(path + ": expected " + expected + ", found " + node.type_name() + " " +
+              json_excerpt(node));
+}
+
+int64_t json_integer(const nlohmann::json& node, const std::string& path, int64_t lo, int64_t hi) {
+  std::ostringstream expected;
+  expected << "an integer in [" << lo << ", " << hi << "]";
+  if (node.is_number_unsigned()) {
+    const auto v = node.get<uint64_t>();
+    if (v > static_cast<uint64_t>(hi)) wrong_json_value(path, node, expected.str());
+    return static_cast<int64_t>(v);
+  }
+  if (node.is_number_integer()) {
+    const auto v = node.get<int64_t>();
+    if (v < lo || v > hi) wrong_json_value(path, node, expected.str());
+    return v;
+  }
+  if (node.is_number_float()) {  // 1e3 is an integer; 2.5 and 1e300 are not
+    const double v = node.get<double>();
+    if (std::isfinite(v) && v == std::floor(v) && v >= static_cast<double>(lo) &&
+        v < static_cast<double>(hi))
+      return static_cast<int64_t>(v);
+  }
+  wrong_json_value(path, node, expected.str());
+}
+
+uint64_t json_unsigned(const nlohmann::json& node, const std::string& path, uint64_t hi) {
+  const std::string expected = "a non-negative integer at most " + std::to_string(hi);
+  if (node.is_number_unsigned()) {
+    const auto v = node.get<uint64_t>();
+    if (v > hi) wrong_json_value(path, node, expected);
+    return v;
+  }
+  if (node.is_number_integer() && node.get<int64_t>() >= 0)
+    return json_unsigned(nlohmann::json(node.get<uint64_t>()), path, hi);
+  if (node.is_number_float()) {
+    const double v = node.get<double>();
+    if (std::isfinite(v) && v == std::floor(v) && v >= 0 && v < static_cast<double>(hi))
+      return static_cast<uint64_t>(v);
+  }
+  wrong_json_value(path, node, expected);
+}
+
+}  // namespace detail
 
 JsonReader::JsonReader(const nlohmann::json& object, std::string path)
     : object_(object), path_(std::move(path)) {
@@ -55,24 +178,28 @@ Error with_json_path(const InvalidOption& error, const std::string& source) {
 }
 
 nlohmann::json read_json_file(const std::string& file) {
-  std::ifstream in(file);
-  check(in.good(), "cannot open '", file, "': no such file or not readable");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error("'" + file + "' is not valid JSON: " + e.what());
-  }
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(file, ec);
+  check(fs::exists(status), "cannot open '", file, "': no such file");
+  check(fs::is_regular_file(status), "cannot read '", file,
+        "': not a regular file (a directory, device or FIFO); expected a JSON file");
+  const auto size = fs::file_size(file, ec);
+  check(!ec && size <= kMaxJsonFileBytes, "'", file, "' is ", size, " bytes, larger than the ",
+        kMaxJsonFileBytes, " a JSON input may be");
+  std::ifstream in(file, std::ios::binary);
+  check(in.good(), "cannot open '", file, "': not readable");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_json(text.str(), file);
+}
+
+std::string dump_json(const nlohmann::json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void write_json_file(const std::string& file, const nlohmann::json& value) {
-  const std::string tmp = file + ".tmp";
-  {
-    std::ofstream out(tmp);
-    check(out.good(), "cannot write '", tmp, "'");
-    out << value.dump(2) << "\n";
-    check(out.good(), "failed while writing '", tmp, "'");
-  }
-  check(std::rename(tmp.c_str(), file.c_str()) == 0, "cannot rename '", tmp, "' to '", file, "'");
+  write_bytes_atomically(file, dump_json(value, 2) + "\n");
 }
 
 }  // namespace idtune

@@ -45,7 +45,20 @@ SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at
         sampler.needs_noise() ? step_noise(model, noise, stream, k, batch) : at::Tensor();
     path.record(sampler.advance(model, path.final_state(), index, xi, c));
   }
+  check_finite_path(path, sampler, model);
   return path;
+}
+
+void check_finite_path(const SamplePath& path, const Sampler& sampler, const ScoreModel& model) {
+  if (torch::isfinite(path.final_state()).all().item<bool>()) return;
+  size_t k = 0;
+  while (k < path.states.size() && torch::isfinite(path.states[k]).all().item<bool>()) ++k;
+  const auto time = sampler.times(torch::full({1}, std::max<int64_t>(static_cast<int64_t>(k) - 1, 0), torch::kLong));
+  throw Error(detail::concat(
+      model.name(), ": the samples became NaN or Inf at sampling step ", k, " of ",
+      sampler.num_steps(), " (from t = ", time.item<double>(), "): the model returned ",
+      "non-finite values there, or the sampler diverged (too few steps for this schedule, or ",
+      "parameters tuned too far: lower optimiser.lr; the last checkpoint is intact)"));
 }
 
 SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model,

@@ -1,5 +1,7 @@
 #include "idtune/diffusion/score_model.h"
 
+#include "idtune/core/atomic_file.h"
+
 #include "idtune/core/error.h"
 #include "idtune/core/text.h"
 #include "idtune/core/torchscript.h"
@@ -38,10 +40,11 @@ std::vector<int64_t> with_batch(int64_t batch, const std::vector<int64_t>& shape
   return sizes;
 }
 
-/// `dir/stem.pt` -> `dir/stem_decoder.pt`: where save() writes a latent model's decoder.
-std::filesystem::path decoder_path_for(const std::string& model_path) {
+/// `dir/stem.pt` -> `dir/stem<suffix>`: where save() writes a file that travels with the model
+/// (a latent model's decoder, a tensor-conditional model's null condition).
+std::filesystem::path companion_path(const std::string& model_path, const std::string& suffix) {
   const std::filesystem::path path(model_path);
-  return path.parent_path() / (path.stem().string() + "_decoder.pt");
+  return path.parent_path() / (path.stem().string() + suffix);
 }
 
 }  // namespace
@@ -322,18 +325,24 @@ torch::jit::Module& ScoreModel::module() const { return state_->module; }
 void ScoreModel::save(const std::string& model_path) const { save(model_path, state_->card); }
 
 void ScoreModel::save(const std::string& model_path, const ModelCard& card) const {
+  // The files beside it and the card first, the model last: a model file never lacks them.
+  // The decoder and the null condition travel with the model: its folder is self-contained.
+  check_writable_target(model_path);
   ModelCard saved = card;
-  if (state_->decoder) {  // the decoder travels with the model, so its folder is self-contained
-    const auto decoder_path = decoder_path_for(model_path);
-    state_->decoder->save(decoder_path.string() + ".tmp");
-    std::filesystem::rename(decoder_path.string() + ".tmp", decoder_path);
+  if (state_->decoder) {
+    const auto decoder_path = companion_path(model_path, "_decoder.pt");
+    write_file_atomically(decoder_path.string(),
+                          [&](const std::string& temp) { state_->decoder->save(temp); });
     saved.decoder->file = decoder_path.filename().string();
   }
-  const std::string tmp = model_path + ".tmp";
-  state_->module.save(tmp);
-  check(std::rename(tmp.c_str(), model_path.c_str()) == 0, "cannot rename '", tmp, "' to '",
-        model_path, "'");
+  if (state_->null_tensor.defined()) {  // torch.save's format: torch.load reads it in Python
+    const auto null_path = companion_path(model_path, "_null_condition.pt");
+    const auto bytes = torch::pickle_save(state_->null_tensor[0].to(torch::kCPU));
+    write_bytes_atomically(null_path.string(), std::string(bytes.begin(), bytes.end()));
+    saved.condition->null_file = null_path.filename().string();
+  }
   save_model_card(saved, card_path_for(model_path));
+  write_file_atomically(model_path, [&](const std::string& temp) { state_->module.save(temp); });
 }
 
 }  // namespace idtune

@@ -1,5 +1,6 @@
 #include "idtune/eval/image_grid.h"
 
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 
 #include <torch/torch.h>
@@ -7,18 +8,12 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <system_error>
 #include <vector>
 
 namespace idtune {
 namespace {
 
-namespace fs = std::filesystem;
 
 constexpr int64_t kGap = 2;            // pixels between cells
 constexpr int64_t kBackground = 255;   // gaps and unused cells: white
@@ -86,14 +81,9 @@ at::Tensor compose_grid(const at::Tensor& bytes, const GridLayout& g) {
   return grid;
 }
 
-/// Encodes `grid` [height, width, C] (uint8, BGR) as PNG into `path.tmp.png`, then renames.
+/// Encodes `grid` [height, width, C] (uint8, BGR) as PNG and writes it atomically.
 void write_png_atomically(const at::Tensor& grid, const std::string& path) {
-  const fs::path target(path);
-  check(target.has_filename(), "write_image_grid: ", path, " is not a file path");
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  check(fs::is_directory(dir), "write_image_grid: cannot write ", path, ": directory ",
-        dir.string(), " does not exist");
-
+  check_writable_target(path);
   const cv::Mat image(static_cast<int>(grid.size(0)), static_cast<int>(grid.size(1)),
                       CV_8UC(static_cast<int>(grid.size(2))), grid.data_ptr<uint8_t>());
   std::vector<uchar> png;
@@ -105,27 +95,7 @@ void write_png_atomically(const at::Tensor& grid, const std::string& path) {
     reason = e.what();
   }
   check(encoded, "write_image_grid: cannot encode ", path, " as PNG: ", reason);
-
-  fs::path temp = target;
-  temp.replace_extension(".tmp.png");  // x.png -> x.tmp.png
-  std::error_code ignored;
-  {
-    std::ofstream out(temp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
-    out.close();
-    if (!out) {
-      const std::string reason = std::strerror(errno);
-      fs::remove(temp, ignored);
-      throw Error(detail::concat("write_image_grid: cannot write ", path, " (via ", temp.string(),
-                                 "): ", reason));
-    }
-  }
-  std::error_code error;
-  fs::rename(temp, target, error);
-  if (error) {
-    fs::remove(temp, ignored);
-    throw Error(detail::concat("write_image_grid: cannot write ", path, ": ", error.message()));
-  }
+  write_bytes_atomically(path, std::string(png.begin(), png.end()));
 }
 
 }  // namespace

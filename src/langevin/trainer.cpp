@@ -32,6 +32,9 @@ const NameTable<StepRule>& step_rule_names() {
 
 namespace {
 
+// Particles beyond this are a diverged chain: every shipped potential lives within |x| < 100.
+constexpr double kDivergedParticle = 1e8;
+
 bool updates_theta(LangevinMethod m) {
   return m == LangevinMethod::Implicit || m == LangevinMethod::Nested ||
          m == LangevinMethod::Unrolled;
@@ -127,6 +130,10 @@ LangevinReport LangevinTrainer::step() {
   // Metrics of the particles after the step (the only .item() calls of the step).
   torch::NoGradGuard no_grad;
   const auto& x = chain_.particles();
+  const double largest = x.abs().max().item<double>();
+  check(std::isfinite(largest) && largest <= kDivergedParticle, "langevin: the particles diverged at step ",
+        iteration_ + 1, " (largest |x| = ", largest, "): the step size sampler.gamma = ",
+        options_.gamma, " is too large for this potential: lower it and start again");
   report.sampling_steps = chain_.steps();
   report.reward_mean = problem_.reward ? problem_.reward(x).mean().item<double>()
                                        : std::numeric_limits<double>::quiet_NaN();

@@ -1,7 +1,9 @@
 #include "idtune/run/langevin_run.h"
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/device.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/file_lock.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
 
@@ -11,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace idtune {
 
@@ -124,8 +127,9 @@ std::string LangevinRun::path(const std::string& name) const {
 
 bool LangevinRun::run() {
   fs::create_directories(config_.output.run_dir);
+  const FileLock lock(path(".lock"), "run directory '" + config_.output.run_dir + "'");
   write_json_file(path("config.json"), to_json(config_));
-  std::ofstream(path("metrics.jsonl"), std::ios::trunc);
+  write_bytes_atomically(path("metrics.jsonl"), "");
   const auto& t = config_.trainer;
   spdlog::info("langevin: {} on {}, {} particles, γ = {}, {} steps, run directory '{}'",
                name_of(t.method, langevin_method_names()), trainer_->potential().describe(),
@@ -173,7 +177,9 @@ void LangevinRun::log_step(const LangevinReport& r, double wall_time) {
     distance = (mixture_->canonical(theta) - target_).norm().item<double>();
     line["target_distance"] = distance;
   }
-  std::ofstream(path("metrics.jsonl"), std::ios::app) << line.dump() << "\n";
+  std::ofstream metrics(path("metrics.jsonl"), std::ios::app);
+  metrics << dump_json(line) << "\n";
+  check(metrics.good(), "cannot append to '", path("metrics.jsonl"), "'");
   const int64_t n = config_.output.log_every, done = r.step + 1;
   if (n <= 0 || (done % n != 0 && done != config_.steps)) return;
   spdlog::info("[{:>6}/{}] reward {:.4f}  log-lik(θ₀) {:.4f}  |Γ| {:.3g}{}  eta {:.0f}s", done,
@@ -189,13 +195,14 @@ void LangevinRun::write_results() const {
   write_json_file(path("theta.json"), result);
   if (!config_.output.save_particles) return;
   const auto x = trainer_->particles().to(torch::kCPU, torch::kFloat64).contiguous();
-  std::ofstream out(path("particles.csv"));
+  std::ostringstream out;
+  out.precision(17);
   const auto a = x.accessor<double, 2>();
   for (int64_t i = 0; i < a.size(0); ++i) {
     for (int64_t j = 0; j < a.size(1); ++j) out << (j ? "," : "") << a[i][j];
     out << "\n";
   }
-  check(out.good(), "failed while writing '", path("particles.csv"), "'");
+  write_bytes_atomically(path("particles.csv"), out.str());
 }
 
 }  // namespace idtune

@@ -1,4 +1,5 @@
 #include "idtune/run/tune_run.h"
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/device.h"
 
 #include "idtune/core/error.h"
@@ -11,8 +12,10 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -50,7 +53,7 @@ double truncate_metrics(const std::string& file, int64_t iteration) {
     wall_time = j.value("wall_time_s", 0.0);
   }
   in.close();
-  std::ofstream(file, std::ios::trunc) << kept;
+  write_bytes_atomically(file, kept);  // a kill mid-rewrite keeps the old file whole
   return wall_time;
 }
 
@@ -108,15 +111,19 @@ std::string TuneRun::path(const std::string& name) const {
 
 void TuneRun::prepare_run_directory() {
   fs::create_directories(path("samples"));
-  write_json_file(path("config.json"), to_json(config_));
-  if (resume_) {
+  lock_ = std::make_unique<FileLock>(path(".lock"), "run directory '" + config_.output.run_dir + "'");
+  if (resume_) {  // the checkpoint is read before anything in the directory changes
     trainer_->load_checkpoint(path("checkpoint.pt"));
+    saved_iteration_ = trainer_->iteration();
     wall_time_offset_ = truncate_metrics(path("metrics.jsonl"), trainer_->iteration());
     spdlog::info("resumed '{}' at iteration {}", config_.output.run_dir, trainer_->iteration());
   } else {
-    std::ofstream(path("metrics.jsonl"), std::ios::trunc);
+    check(!fs::exists(path("checkpoint.pt")), "'", config_.output.run_dir,
+          "' already holds a run (checkpoint.pt): pass --resume to continue it");
+    write_bytes_atomically(path("metrics.jsonl"), "");
     if (config_.output.grids) write_grid(trainer_->model(), "before.png");
   }
+  write_json_file(path("config.json"), to_json(config_));
 }
 
 bool TuneRun::run() {
@@ -132,6 +139,15 @@ bool TuneRun::run() {
         "not computed (KL n/a); idtune eval --reference measures it afterwards");
   while (trainer_->iteration() < config_.iterations) {
     if (interrupt_requested()) {
+      if (trainer_->iteration() == 0) {  // the queue is not filled yet: nothing to keep
+        spdlog::warn("interrupted before the first iteration: nothing to resume; start again");
+        return false;
+      }
+      if (trainer_->iteration() == saved_iteration_) {
+        spdlog::warn("interrupted at iteration {}, the checkpoint's: continue with --resume",
+                     saved_iteration_);
+        return false;
+      }
       save_checkpoint();
       spdlog::warn("interrupted at iteration {}: checkpoint written; continue with --resume",
                    trainer_->iteration());
@@ -179,7 +195,9 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
                                {"lr", r.lr},
                                {"sample_steps_per_s", r.sample_steps / seconds},
                                {"wall_time_s", wall_time_}};
-  std::ofstream(path("metrics.jsonl"), std::ios::app) << line.dump() << "\n";
+  std::ofstream metrics(path("metrics.jsonl"), std::ios::app);
+  metrics << dump_json(line) << "\n";
+  check(metrics.good(), "cannot append to '", path("metrics.jsonl"), "': ", std::strerror(errno));
   // Every log_every iterations, the last, and the first kFirstLogged: the KL of the first
   // updates is where reward hacking shows.
   const int64_t n = config_.output.log_every, done = r.iteration + 1;
@@ -213,7 +231,10 @@ void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const
                    columns);
 }
 
-void TuneRun::save_checkpoint() const { trainer_->save_checkpoint(path("checkpoint.pt")); }
+void TuneRun::save_checkpoint() {
+  trainer_->save_checkpoint(path("checkpoint.pt"));
+  saved_iteration_ = trainer_->iteration();
+}
 
 void TuneRun::export_tuned_model() const {
   const auto tuned = trainer_->export_model();

@@ -3,10 +3,11 @@
 #include "idtune/core/error.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 
+#include <re2/re2.h>
 #include <torch/torch.h>
 
 #include <cmath>
-#include <regex>
+#include <memory>
 
 namespace idtune {
 
@@ -25,14 +26,13 @@ const NameTable<GradientEstimator>& gradient_estimator_names() {
 }
 
 void select_trainable(const ScoreModel& model, const std::vector<std::string>& patterns) {
-  std::vector<std::regex> regexes;
+  // RE2: matching takes time linear in the name whatever the pattern (std::regex backtracks:
+  // "(a+)+$" hung a run).
+  std::vector<std::unique_ptr<re2::RE2>> regexes;
   for (const auto& p : patterns) {
-    try {
-      regexes.emplace_back(p);
-    } catch (const std::regex_error& e) {
-      throw Error("optimiser.tune: '" + p + "' is not a valid regular expression (" + e.what() +
-                  ")");
-    }
+    regexes.push_back(std::make_unique<re2::RE2>(p, re2::RE2::Quiet));
+    check(regexes.back()->ok(), "optimiser.tune: '", p, "' is not a valid regular expression (",
+          regexes.back()->error(), "; RE2 syntax: no backreferences or lookaround)");
   }
   std::vector<bool> used(patterns.size(), false);
   std::string names;
@@ -40,7 +40,7 @@ void select_trainable(const ScoreModel& model, const std::vector<std::string>& p
     names += (names.empty() ? "" : ", ") + name;
     bool tune = patterns.empty();
     for (size_t i = 0; i < regexes.size(); ++i)
-      if (std::regex_search(name, regexes[i])) tune = used[i] = true;
+      if (re2::RE2::PartialMatch(name, *regexes[i])) tune = used[i] = true;
     p.requires_grad_(tune);
   }
   for (size_t i = 0; i < patterns.size(); ++i)
@@ -154,6 +154,7 @@ TunedModel Trainer::tuned() const {
 
 std::optional<AdjointGradient> Trainer::completed_slot_gradient(IterationReport& report) {
   auto completed = queue_.pop_completed();
+  if (completed) check_finite_path(completed->path, sampler_, model_);
   if (options_.gradient == GradientEstimator::Adjoint) {  // full adjoint now
     if (!completed) return std::nullopt;
     report.theta_versions = completed->theta_versions;

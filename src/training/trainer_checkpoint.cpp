@@ -1,6 +1,7 @@
 // Trainer checkpoints: everything a run needs to continue bit-identically (θ, its EMA, Adam's
 // moments, both queues with their paths and noise streams, the counters), written atomically.
 
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 #include "idtune/core/torchscript.h"
 #include "idtune/training/trainer.h"
@@ -167,9 +168,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   for (size_t m = 0; m < adjoint_queue_.slots().size(); ++m)
     write_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), adjoint_queue_.slots()[m]);
 
-  const std::string tmp = path + ".tmp";
-  archive.save_to(tmp);  // a crash mid-write leaves the previous checkpoint intact
-  std::filesystem::rename(tmp, path);
+  // A crash or a full disk mid-write leaves the previous checkpoint intact.
+  write_file_atomically(path, [&](const std::string& temp) { archive.save_to(temp); });
 }
 
 void Trainer::load_checkpoint(const std::string& path) {

@@ -1,19 +1,88 @@
 #pragma once
 // Strict reading of one JSON object into a plain struct: every key must be consumed,
-// so an unknown (misspelt) key is an error naming its JSON path; values are range- and
-// enum-checked with the allowed values in the message.
+// so an unknown (misspelt) key is an error naming its JSON path; values are type-checked
+// exactly (an integer key refuses 2.5, an unsigned one −1, a fixed-length array any other
+// length) and range- and enum-checked with the allowed values in the message. Parsing refuses
+// duplicate keys, nesting deeper than kMaxJsonDepth and files larger than kMaxJsonFileBytes.
 
 #include "idtune/core/error.h"
 #include "idtune/core/name_table.h"
 
 #include <nlohmann/json.hpp>
 
-#include <initializer_list>
+#include <array>
+#include <cstdint>
+#include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace idtune {
+
+/// Nesting deeper than this is refused while parsing (no idtune input nests beyond 4).
+inline constexpr int kMaxJsonDepth = 32;
+/// A JSON input (config, card, checkpoint signature) larger than this is refused unread.
+inline constexpr std::uintmax_t kMaxJsonFileBytes = 4u << 20;
+
+/// Parses JSON text: duplicate keys, nesting deeper than kMaxJsonDepth and numbers beyond a
+/// double's range are refused; errors name `source` and the JSON path where parsing stopped.
+nlohmann::json parse_json(const std::string& text, const std::string& source);
+/// `node` as a short excerpt for messages (long strings and containers are clipped).
+std::string json_excerpt(const nlohmann::json& node);
+
+namespace detail {
+[[noreturn]] void wrong_json_value(const std::string& path, const nlohmann::json& node,
+                                   const std::string& expected);
+int64_t json_integer(const nlohmann::json& node, const std::string& path, int64_t lo, int64_t hi);
+uint64_t json_unsigned(const nlohmann::json& node, const std::string& path, uint64_t hi);
+
+template <typename T>
+struct is_std_array : std::false_type {};
+template <typename U, size_t N>
+struct is_std_array<std::array<U, N>> : std::true_type {};
+template <typename T>
+struct is_std_vector : std::false_type {};
+template <typename U, typename A>
+struct is_std_vector<std::vector<U, A>> : std::true_type {};
+
+/// `node` as a T, checked exactly; messages name `path`.
+template <typename T>
+T json_value(const nlohmann::json& node, const std::string& path) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!node.is_boolean()) wrong_json_value(path, node, "true or false");
+    return node.get<bool>();
+  } else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) {
+    return static_cast<T>(json_unsigned(node, path, std::numeric_limits<T>::max()));
+  } else if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(json_integer(node, path, std::numeric_limits<T>::min(),
+                                       std::numeric_limits<T>::max()));
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!node.is_number()) wrong_json_value(path, node, "a number");
+    return node.get<T>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!node.is_string()) wrong_json_value(path, node, "a string");
+    return node.get<std::string>();
+  } else if constexpr (is_std_array<T>::value) {
+    T out{};
+    if (!node.is_array() || node.size() != out.size())
+      wrong_json_value(path, node, "an array of " + std::to_string(out.size()) + " elements");
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = json_value<typename T::value_type>(node[i], path + "/" + std::to_string(i));
+    return out;
+  } else if constexpr (is_std_vector<T>::value) {
+    if (!node.is_array()) wrong_json_value(path, node, "an array");
+    T out;
+    out.reserve(node.size());
+    for (size_t i = 0; i < node.size(); ++i)
+      out.push_back(json_value<typename T::value_type>(node[i], path + "/" + std::to_string(i)));
+    return out;
+  } else {
+    static_assert(std::is_same_v<T, nlohmann::json>, "JsonReader: no checked reading of this type");
+    return node;
+  }
+}
+}  // namespace detail
 
 class JsonReader {
  public:
@@ -52,9 +121,11 @@ class JsonReader {
 /// as a JSON pointer into the file `source`).
 Error with_json_path(const InvalidOption& error, const std::string& source);
 
-/// Parses a JSON file; errors name the file and the parser's position.
+/// Parses a JSON file (a regular file of at most kMaxJsonFileBytes) with parse_json's rules.
 nlohmann::json read_json_file(const std::string& file);
-/// Writes `value` atomically (temp file + rename) with 2-space indentation.
+/// `value` as text; invalid UTF-8 in strings (a user's bytes) becomes U+FFFD, never an error.
+std::string dump_json(const nlohmann::json& value, int indent = -1);
+/// Writes `value` atomically (write_file_atomically) with 2-space indentation.
 void write_json_file(const std::string& file, const nlohmann::json& value);
 
 // ---- template definitions ----
@@ -65,13 +136,7 @@ void JsonReader::read(const std::string& key, T& value) {
     known_.push_back(key);
     return;
   }
-  const auto& node = at(key);
-  try {
-    value = node.get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path_of(key) + ": wrong type (" + node.type_name() + " " + node.dump() +
-                "): " + e.what());
-  }
+  value = detail::json_value<T>(at(key), path_of(key));
 }
 
 template <typename T>

@@ -25,6 +25,10 @@ struct SamplePath {
   void record(const at::Tensor& state);
 };
 
+/// Throws, naming the model and the first chain step whose state holds NaN or Inf, unless the
+/// path's final state is finite (one check; the steps are searched only on failure).
+void check_finite_path(const SamplePath& path, const Sampler& sampler, const ScoreModel& model);
+
 /// Y_0 ∼ N(0, I) for batch `stream` (replayable from the noise seed).
 at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& noise,
                          uint64_t stream);
@@ -33,7 +37,8 @@ at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& no
 at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stream, int64_t k,
                       int64_t batch);
 
-/// Runs all K steps without gradient from `y0` (with conditions `c`, if any), keeping every state.
+/// Runs all K steps without gradient from `y0` (with conditions `c`, if any), keeping every
+/// state; a path that blows up is refused by check_finite_path.
 SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,
                        const Noise& noise, uint64_t stream, const at::Tensor& c = {});
 

@@ -6,10 +6,12 @@
 // Run directory:
 //   config.json        the resolved configuration
 //   metrics.jsonl      one line per iteration
-//   checkpoint.pt      the latest checkpoint (temp file + rename)
+//   checkpoint.pt      the latest checkpoint (temp file + fsync + rename)
+//   .lock              flock'ed by the process running it: one run per directory
 //   samples/           before.png, step_NNNNNN.png, after.png: the same noise every time
 //   tuned.pt, .json    the exported model (EMA weights when EMA is on) and its card
 
+#include "idtune/core/file_lock.h"
 #include "idtune/diffusion/score_model.h"
 #include "idtune/training/reward.h"
 #include "idtune/training/trainer.h"
@@ -40,13 +42,15 @@ class TuneRun {
   /// Warns once when the path KL of the first updates explodes (reward hacking).
   void watch_kl(const IterationReport& report);
   void write_grid(const ScoreModel& model, const std::string& name) const;
-  void save_checkpoint() const;
+  void save_checkpoint();
   void export_tuned_model() const;
 
   TuneConfig config_;
   bool resume_;
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<Reward> reward_;
+  std::unique_ptr<FileLock> lock_;  // held from the first write to the run directory
+  int64_t saved_iteration_ = 0;      // the iteration of the checkpoint on disk
   double wall_time_offset_ = 0;  // seconds of earlier sessions (resume)
   double wall_time_ = 0;
   bool kl_warned_ = false;  // watch_kl warns once
