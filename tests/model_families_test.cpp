@@ -8,8 +8,10 @@
 // your_checkpoint_test (latent, with a decoder).
 
 #include "idtune/core/json_reader.h"
+#include "idtune/core/torchscript.h"
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/training/reward.h"
 #include "test_helpers.h"
@@ -34,6 +36,10 @@ struct Family {
   std::string init;         // arguments of the family script (it writes <dir>/state...)
   std::string export_args;  // arguments of export_model.py; {dir} is the work folder
   std::string reward;
+  // Conditional families: the config's `conditions` ({dir} allowed) and the guidance scale
+  // used in the adjoint check, the tune and the Python check.
+  nlohmann::json conditions = nullptr;
+  double guidance = 0;
 };
 
 std::string with_dir(std::string text, const std::string& dir) {
@@ -60,43 +66,63 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   const auto model = ScoreModel::load(file("base.pt"), {c10::kCPU, c10::kFloat});
   const auto reference = model.frozen_copy();
   const auto params = model.trainable_parameters();
-  const Sampler sampler({SamplerKind::Ddpm, 4}, model);
+  SamplerOptions sampling{SamplerKind::Ddpm, 4};
+  sampling.guidance_scale = f.guidance;
+  const Sampler sampler(sampling, model);
   const Noise noise(2);
   const auto y0 = initial_state(model, 2, noise, 0);
+  nlohmann::json conditions = f.conditions.is_null() ? f.conditions
+                                                      : nlohmann::json::parse(with_dir(f.conditions.dump(), dir));
+  at::Tensor c;
+  if (conditions.contains("classes"))
+    c = ConditionSet::classes(conditions["classes"]).draw(noise, 0, 2, y0.options());
+  else if (conditions.contains("file"))
+    c = ConditionSet::tensors(load_saved_tensor(conditions["file"], "conditions"))
+            .draw(noise, 0, 2, y0.options());
   const auto reward = Reward::parse(f.reward, image_card(model.card()), c10::kCPU, c10::kFloat);
   const RewardFn reward_fn = [&](const at::Tensor& y) { return reward(model.images(y)); };
   const auto adjoint = AdjointSolver(sampler, {1.0, 0.1})
                            .gradient({model, params, &reference},
-                                     sample_path(sampler, model, y0, noise, 0), reward_fn);
+                                     sample_path(sampler, model, y0, noise, 0, c), reward_fn);
   const auto unrolled = unrolled_objective(sampler, {model, params, &reference}, y0, {noise, 0},
-                                           reward_fn, {{1.0, 0.1}});
+                                           reward_fn, {{1.0, 0.1}}, c);
   const auto autograd = torch::autograd::grad({unrolled.objective.mean()}, params);
   EXPECT_LT(testing::relative_error(adjoint.grad, autograd), kFloat32AdjointTolerance);
 
   // Tuned by the CLI; then the tuned model's reward against the base's, on the same noise.
-  const nlohmann::json config = {{"model", file("base.pt")},
-                                 {"reward", f.reward},
-                                 {"objective", {{"lambda", 1.0}, {"beta", 0.0}}},
-                                 {"sampler", {{"kind", "ddpm"}, {"steps", 4}}},
+  nlohmann::json config = {{"model", file("base.pt")},
+                           {"reward", f.reward},
+                           {"objective", {{"lambda", 1.0}, {"beta", 0.0}}},
+                           {"sampler", {{"kind", "ddpm"}, {"steps", 4}, {"guidance_scale", f.guidance}}},
                                  {"algorithm", {{"queue_slots", 2}}},
                                  {"optimiser", {{"lr", 1e-3}}},
                                  {"batch", 4},
                                  {"iterations", 6},
-                                 {"output", {{"run_dir", file("run")}, {"log_every", 0}}}};
+                           {"output", {{"run_dir", file("run")}, {"log_every", 0}}}};
+  if (!conditions.is_null()) config["conditions"] = conditions;
   write_json_file(file("run.json"), config);
   const auto tuned = run(IDTUNE_EXECUTABLE " tune --config " + file("run.json"));
   ASSERT_EQ(tuned.status, 0) << tuned.output;
-  const auto eval = run(IDTUNE_EXECUTABLE " eval --model " + file("run/tuned.pt") +
-                        " --reference " + file("base.pt") + " --reward '" + f.reward +
-                        "' --sampler ddpm --steps 4 --n 16 --batch 16 2>/dev/null");
-  ASSERT_EQ(eval.status, 0) << eval.output;
-  const auto report = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
-  EXPECT_GT(report["reward_mean"].get<double>(), report["reference_reward_mean"].get<double>())
-      << report.dump();
+  // The tuned model loads with everything beside it (decoder, null condition).
+  EXPECT_NO_THROW(ScoreModel::load(file("run/tuned.pt"), {c10::kCPU, c10::kFloat}));
+  std::string classes;  // idtune eval draws labels itself; tensor conditions it cannot draw
+  for (const auto& label : conditions.value("classes", nlohmann::json::array()))
+    classes += (classes.empty() ? " --classes " : ",") + label.dump();
+  if (conditions.is_null() || !classes.empty()) {
+    const auto eval = run(IDTUNE_EXECUTABLE " eval --model " + file("run/tuned.pt") +
+                          " --reference " + file("base.pt") + " --reward '" + f.reward +
+                          "' --sampler ddpm --steps 4 --n 16 --batch 16" + classes +
+                          " --guidance " + std::to_string(f.guidance) + " 2>/dev/null");
+    ASSERT_EQ(eval.status, 0) << eval.output;
+    const auto report = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+    EXPECT_GT(report["reward_mean"].get<double>(), report["reference_reward_mean"].get<double>())
+        << report.dump();
+  }
 
   // The tuned file is TorchScript with the base's signature and card, loadable in Python.
   const auto check = run(kPython + kScripts + "check_export.py --model " + file("run/tuned.pt") +
-                         " --steps 4 --n 4 --reward '" + f.reward + "'");
+                         " --steps 4 --n 4 --reward '" + f.reward + "'" +
+                         (conditions.is_null() ? "" : " --guidance " + std::to_string(f.guidance)));
   EXPECT_EQ(check.status, 0) << check.output;
 }
 
@@ -160,7 +186,26 @@ INSTANTIATE_TEST_SUITE_P(
                    "--beta-schedule scaled_linear --beta-start 0.00085 --beta-end 0.012 "
                    "--num-train-steps 1000 --prediction epsilon --time-dtype long --decoder "
                    "{dir}/latent/vae_decoder.pt --scale-factor 3.3139 --image-shape 1 28 28",
-               "brightness"}),
+               "brightness"},
+        // guided-diffusion style, class-conditional: forward(x, timesteps, y), null label 10,
+        // tuned with classifier-free guidance w = 1.
+        Family{"class_conditional",
+               "learned_sigma_unet.py --steps 0 --num-classes 10 --out {dir}/state.pt",
+               "--module " + kFamilies +
+                   "learned_sigma_unet.py --class UNetModel --init-kwargs '{\"num_classes\": 11}' "
+                   "--state-dict {dir}/state.pt --shape 3 16 16 --schedule ddpm-discrete "
+                   "--beta-schedule squaredcos_cap_v2 --num-train-steps 1000 --prediction epsilon "
+                   "--output-channels 6 --time-dtype long --condition class --num-classes 10",
+               "channel-mean:2", {{"classes", {0, 1, 2}}}, 1.0},
+        // Cross-attention on text-encoder states [4, 8], with the empty prompt as ∅.
+        Family{"text_conditional",
+               "cross_attention_unet.py --steps 0 --out {dir}/state.pt --null-out {dir}/null.pt "
+               "--prompts-out {dir}/prompts.pt",
+               "--module " + kFamilies +
+                   "cross_attention_unet.py --class UNet2DConditionModel --state-dict "
+                   "{dir}/state.pt --shape 3 16 16 --prediction epsilon --condition tensor "
+                   "--condition-shape 4 8 --null-condition {dir}/null.pt" + kDdpmSchedule,
+               "brightness", {{"file", "{dir}/prompts.pt"}}, 1.0}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.name; });
 
 }  // namespace
