@@ -2,9 +2,7 @@
 // Python, and bad input of every kind refused with a clear message, a non-zero exit and no
 // checkpoint left behind.
 
-#include "idtune/core/json_reader.h"
-#include "idtune/diffusion/toy_models.h"
-#include "test_helpers.h"
+#include "cli_fixture.h"
 
 #include <gtest/gtest.h>
 
@@ -14,52 +12,11 @@
 namespace idtune {
 namespace {
 
-using testing::Result;
+using testing::CliTest;
+using testing::contents;
+using testing::idtune;
+using testing::metrics_without_timings;
 using testing::run;
-
-Result idtune(const std::string& args) { return run(std::string(IDTUNE_EXECUTABLE) + " " + args); }
-
-/// A tiny U-Net saved with its card, and a valid config for it in a fresh directory.
-class CliTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    TinyUNetOptions o;
-    o.size = 4;
-    o.width = 4;
-    o.model.dtype = c10::kFloat;
-    make_tiny_unet(o).save(dir_.file("unet.pt"));
-    config_ = {{"model", dir_.file("unet.pt")},
-               {"reward", "brightness"},
-               {"objective", {{"lambda", 1.0}, {"beta", 0.05}}},
-               {"sampler", {{"kind", "sde-euler"}, {"steps", 8}}},
-               {"algorithm", {{"queue_slots", 4}}},
-               {"batch", 4},
-               {"iterations", 30},
-               {"optimiser", {{"lr", 3e-3}}},
-               {"output", {{"run_dir", run_dir()}, {"image_every", 0}, {"log_every", 10}}}};
-  }
-  std::string run_dir() const { return dir_.file("run"); }
-  std::string write_config(const nlohmann::json& config) const {
-    write_json_file(dir_.file("run.json"), config);
-    return dir_.file("run.json");
-  }
-  /// Runs tune with a config changed by `edit`; expects failure naming every fragment, and
-  /// no checkpoint in the run directory.
-  template <typename Edit>
-  void expect_refused(Edit edit, const std::vector<std::string>& fragments,
-                      const std::string& extra_flags = "") {
-    auto config = config_;
-    edit(config);
-    const auto r = idtune("tune --config " + write_config(config) + " " + extra_flags);
-    EXPECT_NE(r.status, 0) << r.output;
-    for (const auto& f : fragments)
-      EXPECT_NE(r.output.find(f), std::string::npos) << "missing '" << f << "' in:\n" << r.output;
-    EXPECT_FALSE(std::filesystem::exists(run_dir() + "/checkpoint.pt")) << r.output;
-  }
-
-  testing::TempDir dir_;
-  nlohmann::json config_;
-};
 
 TEST_F(CliTest, TuneRaisesTheRewardAndWritesTheRunDirectory) {
   const auto r = idtune("tune --config " + write_config(config_));
@@ -91,18 +48,8 @@ TEST_F(CliTest, ResumedRunHasTheSameMetricsAndWeights) {
   ASSERT_EQ(idtune("tune --config " + write_config(config_) + " --set iterations=13").status, 0);
   const auto r = idtune("tune --config " + write_config(config_) + " --resume");
   ASSERT_EQ(r.status, 0) << r.output;
-  auto strip = [](const std::string& file) {
-    std::ifstream in(file);
-    std::string out;
-    for (std::string line; std::getline(in, line);) {
-      auto j = nlohmann::json::parse(line);
-      j.erase("wall_time_s");
-      j.erase("sample_steps_per_s");
-      out += j.dump() + "\n";
-    }
-    return out;
-  };
-  EXPECT_EQ(strip(run_dir() + "/metrics.jsonl"), strip(dir_.file("uninterrupted/metrics.jsonl")));
+  EXPECT_EQ(metrics_without_timings(run_dir() + "/metrics.jsonl"),
+            metrics_without_timings(dir_.file("uninterrupted/metrics.jsonl")));
   EXPECT_EQ(run("cmp " + run_dir() + "/tuned.pt " + dir_.file("uninterrupted/tuned.pt")).status, 0);
 }
 
@@ -139,6 +86,46 @@ TEST_F(CliTest, ExportLoadsInPythonAndItsRewardMovedAsReported) {
       " --expected-base-reward " + std::to_string(report["reference_reward_mean"].get<double>()));
   EXPECT_EQ(check.status, 0) << check.output;
   EXPECT_NE(check.output.find("export OK"), std::string::npos) << check.output;
+}
+
+TEST_F(CliTest, CheckValidatesEverythingAndWritesNothing) {
+  const std::string tune = "tune --check --config " + write_config(config_);
+  auto r = idtune(tune);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("config OK: '" + dir_.file("unet.pt") + "' with reward 'brightness'"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(run_dir()));
+  // Refused as the run would be: a value rule, a model that is not there, a resume of nothing.
+  r = idtune(tune + " --set sampler.steps=0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("/sampler/steps = 0 must be in"), std::string::npos) << r.output;
+  r = idtune(tune + " --set model=" + dir_.file("absent.pt"));
+  EXPECT_NE(r.output.find("absent.pt"), std::string::npos) << r.output;
+  r = idtune(tune + " --resume");
+  EXPECT_NE(r.output.find("checkpoint.pt' does not exist"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(run_dir()));
+  // With --resume the checkpoint is read too; a run directory that holds a run is named.
+  ASSERT_EQ(idtune("tune --config " + write_config(config_) + " --set iterations=2").status, 0);
+  EXPECT_EQ(idtune(tune + " --resume --set iterations=4").status, 0);
+  EXPECT_EQ(read_json_file(run_dir() + "/config.json")["iterations"], 2);  // not rewritten
+  EXPECT_NE(idtune(tune).output.find("already holds a run"), std::string::npos);
+  std::ofstream(run_dir() + "/checkpoint.pt") << "not a checkpoint";
+  r = idtune(tune + " --resume --set iterations=4");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("cannot read checkpoint"), std::string::npos) << r.output;
+  // langevin: a shipped config checked, nothing created; a bad value refused.
+  const std::string langevin = "langevin --check --config " IDTUNE_SOURCE_DIR
+                               "/configs/langevin/hexagon.json --set output.run_dir=" +
+                               dir_.file("langevin");
+  r = idtune(langevin);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("config OK: implicit on gaussian-mixture"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_.file("langevin")));
+  r = idtune(langevin + " --set sampler.particles=0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("/sampler/particles = 0"), std::string::npos) << r.output;
 }
 
 // ---- bad input ----
@@ -262,11 +249,6 @@ TEST_F(CliTest, SetOverridesAndResumeMistakes) {
   r = idtune("tune --config " + write_config(config_) + " --resume --set batch=8");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("differs from the one in"), std::string::npos) << r.output;
-}
-
-std::string contents(const std::string& file) {
-  std::ifstream in(file);
-  return {std::istreambuf_iterator<char>(in), {}};
 }
 
 TEST_F(CliTest, AFailedResumeChangesNothingInTheRunDirectory) {

@@ -106,7 +106,9 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   // The tuned model loads with everything beside it (decoder, null condition).
   EXPECT_NO_THROW(ScoreModel::load(file("run/tuned.pt"), {c10::kCPU, c10::kFloat}));
   std::string classes;  // idtune eval draws labels itself; tensor conditions it cannot draw
-  for (const auto& label : conditions.value("classes", nlohmann::json::array()))
+  for (const auto& label :
+       conditions.is_object() ? conditions.value("classes", nlohmann::json::array())
+                              : nlohmann::json::array())
     classes += (classes.empty() ? " --classes " : ",") + label.dump();
   if (conditions.is_null() || !classes.empty()) {
     const auto eval = run(IDTUNE_EXECUTABLE " eval --model " + file("run/tuned.pt") +

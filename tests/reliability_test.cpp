@@ -169,6 +169,16 @@ TEST(AtomicFile, AFullDiskIsAnErrorAndLeavesNoTemporaryFile) {
   EXPECT_EQ(files_in(dir.file("")), (std::vector<std::string>{"f"}));
 }
 
+TEST(AtomicFile, TheTemporaryFoldersOfKilledWritersAreRemovedOnlyThem) {
+  testing::TempDir dir;
+  const std::string own = ".f." + std::to_string(::getpid()) + ".tmp";
+  for (const auto& name : {std::string(".f.999999999.tmp"), own, std::string(".g.tmp")})
+    fs::create_directory(dir.file(name));
+  std::ofstream(dir.file(".f.999999999.tmp/f")) << "half";
+  EXPECT_EQ(remove_stale_temporaries(dir.file("")), 1);  // pid 999999999 exceeds pid_max
+  EXPECT_EQ(files_in(dir.file("")), (std::vector<std::string>{own, ".g.tmp"}));
+}
+
 // ---- the run directory's lock ----
 
 TEST(FileLock, ASecondHolderIsRefusedNamingThePidUntilTheFirstLetsGo) {

@@ -76,15 +76,18 @@ int run_eval(const Flags& flags) {
   std::optional<ScoreModel> reference;
   if (!flags.text("reference").empty())
     reference = ScoreModel::load(flags.text("reference"), options).frozen_copy();
-  const auto reward =
-      Reward::parse(flags.text("reward"), image_card(model.card()), options.device, options.dtype);
+  const auto reward = in_context("--reward", [&] {
+    return Reward::parse(flags.text("reward"), image_card(model.card()), options.device,
+                         options.dtype);
+  });
   const Sampler sampler = make_sampler(flags, model);
-  const int64_t n = flags.integer("n"), batch = flags.integer("batch");
-  check(n >= 2 && batch >= 1, "idtune eval: --n must be >= 2 and --batch >= 1");
-  EvalSamples samples{n, batch, static_cast<uint64_t>(flags.integer("seed")), std::nullopt};
+  const int64_t n = flags.integer("n", 2, 1000000), batch = flags.integer("batch", 1, 1000000);
+  EvalSamples samples{n, batch, noise_seed(flags), std::nullopt};
   if (const auto classes = flags.integers("classes"); !classes.empty()) {
     samples.conditions = ConditionSet::classes(classes);
-    model.check_conditions(samples.conditions->all().to(options.device), int64_t(classes.size()));
+    in_context("--classes", [&] {
+      model.check_conditions(samples.conditions->all().to(options.device), int64_t(classes.size()));
+    });
   }
   const auto* ref = reference ? &*reference : nullptr;
   const auto tuned = evaluate(sampler, model, ref, reward, samples);
@@ -125,6 +128,8 @@ int run_eval(const Flags& flags) {
     }
     if (!data_path.empty()) {
       const auto data = read_idx_images(data_path, model.card().data_range);
+      check(data.size(0) >= 2, "idtune eval: --data '", data_path, "' holds ", data.size(0),
+            " images; the FD needs at least 2");
       result["data"] = data_path;
       result["fd_to_data"] = frechet_distance(samples, classifier.feature_statistics(data));
     }

@@ -6,17 +6,28 @@
 #include "idtune/eval/idx_images.h"
 
 #include <cstdio>
+#include <limits>
 
 namespace idtune::cli {
 
 namespace {
 
+/// The images of an idx file: at least 2 (a covariance of their features is needed).
+at::Tensor read_images(const std::string& file, const std::array<double, 2>& range, int64_t limit) {
+  const auto images = read_idx_images(file, range, limit);
+  check(images.size(0) >= 2, "idtune fd: '", file, "' gave ", images.size(0), " images (--limit ",
+        limit, "); the FD needs at least 2 per file");
+  return images;
+}
+
 int run_fd(const Flags& flags) {
   const std::array<double, 2> range{flags.number("range-min"), flags.number("range-max")};
+  check(range[0] < range[1], "idtune fd: --range-min (", range[0], ") must be below --range-max (",
+        range[1], ")");
+  const int64_t limit = flags.integer("limit", -1, std::numeric_limits<int64_t>::max());
   const auto classifier = Classifier::load(flags.text("classifier"), c10::kCPU, c10::kFloat);
-  const int64_t limit = flags.integer("limit");
-  const auto a = read_idx_images(flags.text("a"), range, limit);
-  const auto b = read_idx_images(flags.text("b"), range, limit);
+  const auto a = read_images(flags.text("a"), range, limit);
+  const auto b = read_images(flags.text("b"), range, limit);
   const nlohmann::json result = {
       {"a", flags.text("a")},
       {"b", flags.text("b")},

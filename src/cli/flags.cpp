@@ -1,9 +1,11 @@
 #include "flags.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/text.h"
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 
 namespace idtune::cli {
 
@@ -13,8 +15,8 @@ Flags::Flags(const std::vector<std::string>& args, const std::vector<FlagSpec>& 
   auto spec_of = [&](const std::string& arg) -> const FlagSpec& {
     const auto it = std::find_if(specs.begin(), specs.end(),
                                  [&](const FlagSpec& s) { return "--" + s.name == arg; });
-    check(it != specs.end(), "idtune ", command, ": unknown argument '", arg, "'; flags:\n",
-          usage(specs));
+    check(it != specs.end(), "idtune ", command, ": unknown argument '", clipped(arg),
+          "'; flags:\n", usage(specs));
     return *it;
   };
   for (size_t i = 0; i < args.size(); ++i) {
@@ -43,17 +45,31 @@ double Flags::number(const std::string& name) const {
   try {
     size_t used = 0;
     const double x = std::stod(value, &used);
-    if (used == value.size()) return x;
-  } catch (const std::exception&) {
+    if (used == value.size() && std::isfinite(x)) return x;  // no flag takes inf or nan
+  } catch (const std::exception&) {  // not a number, or beyond a double's range
   }
-  throw Error("idtune " + command_ + ": --" + name + " expects a number, got '" + value + "'");
+  throw Error("idtune " + command_ + ": --" + name + " expects a number, got '" + clipped(value) +
+              "'");
 }
 
 int64_t Flags::integer(const std::string& name) const {
-  const double x = number(name);
-  check(x == static_cast<double>(static_cast<int64_t>(x)), "idtune ", command_, ": --", name,
-        " expects an integer, got '", text(name), "'");
+  const std::string& value = text(name);
+  int64_t exact = 0;  // every int64, which a double does not hold (e.g. a seed of 2^63 − 1)
+  if (const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), exact);
+      error == std::errc() && end == value.data() + value.size())
+    return exact;
+  const double x = number(name);  // 1e3
+  // Within ±2^63 (exclusive) before the cast, which is undefined beyond.
+  check(x == std::floor(x) && std::abs(x) < 9223372036854775808.0, "idtune ", command_, ": --",
+        name, " expects an integer, got '", clipped(text(name)), "'");
   return static_cast<int64_t>(x);
+}
+
+int64_t Flags::integer(const std::string& name, int64_t lo, int64_t hi) const {
+  const int64_t value = integer(name);
+  check(value >= lo && value <= hi, "idtune ", command_, ": --", name, " must be in [", lo, ", ",
+        hi, "], got ", value);
+  return value;
 }
 
 std::vector<int64_t> Flags::integers(const std::string& name) const {
@@ -65,8 +81,8 @@ std::vector<int64_t> Flags::integers(const std::string& name) const {
     int64_t value = 0;
     const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), value);
     check(!item.empty() && error == std::errc() && end == item.data() + item.size(), "idtune ",
-          command_, ": --", name, " expects integers separated by commas (e.g. 0,1,2), got '", list,
-          "'");
+          command_, ": --", name, " expects integers separated by commas (e.g. 0,1,2), got '",
+          clipped(list), "'");
     values.push_back(value);
     start = comma + 1;
   }

@@ -26,6 +26,8 @@ class Flags {
   const std::string& text(const std::string& name) const;
   double number(const std::string& name) const;
   int64_t integer(const std::string& name) const;
+  /// An integer in [lo, hi]; the message names the flag and the range.
+  int64_t integer(const std::string& name, int64_t lo, int64_t hi) const;
   /// A comma-separated list of integers ("0,1,2"); empty when the flag is empty.
   std::vector<int64_t> integers(const std::string& name) const;
   bool on(const std::string& name) const;

@@ -15,18 +15,19 @@ namespace {
 int run_sample(const Flags& flags) {
   const auto model = ScoreModel::load(flags.text("model"), model_options(flags));
   const Sampler sampler = make_sampler(flags, model);
-  const Noise noise(static_cast<uint64_t>(flags.integer("seed")));
-  const int64_t n = flags.integer("n");
-  check(n >= 1 && n <= 4096, "idtune sample: --n must be in [1, 4096], got ", n);
+  const Noise noise(noise_seed(flags));
+  const int64_t n = flags.integer("n", 1, 4096);
   // A conditional model: --classes, one row of n / |classes| samples per class.
   const auto classes = flags.integers("classes");
   at::Tensor c;
   int64_t rows_of = 0;
   if (!classes.empty()) {
-    const auto rows = class_rows(classes, n);
-    c = rows.labels.to(model.device());
-    rows_of = rows.per_row;
-    model.check_conditions(c, c.size(0));
+    in_context("--classes", [&] {
+      const auto rows = class_rows(classes, n);
+      c = rows.labels.to(model.device());
+      rows_of = rows.per_row;
+      model.check_conditions(c, c.size(0));
+    });
   }
   const int64_t count = classes.empty() ? n : c.size(0);
   const auto images =

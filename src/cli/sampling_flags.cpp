@@ -2,6 +2,8 @@
 #include "idtune/core/device.h"
 #include "idtune/training/tune_config.h"
 
+#include <limits>
+
 namespace idtune::cli {
 
 std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
@@ -17,7 +19,12 @@ std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
 }
 
 ScoreModelOptions model_options(const Flags& flags) {
-  return {parse_device(flags.text("device")), parse_dtype(flags.text("dtype"))};
+  return {in_context("--device", [&] { return parse_device(flags.text("device")); }),
+          in_context("--dtype", [&] { return parse_dtype(flags.text("dtype")); })};
+}
+
+uint64_t noise_seed(const Flags& flags) {
+  return static_cast<uint64_t>(flags.integer("seed", 0, std::numeric_limits<int64_t>::max()));
 }
 
 Sampler make_sampler(const Flags& flags, const ScoreModel& model) {

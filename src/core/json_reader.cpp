@@ -1,11 +1,13 @@
 #include "idtune/core/json_reader.h"
 
 #include "idtune/core/atomic_file.h"
+#include "idtune/core/text.h"
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -73,11 +75,7 @@ nlohmann::json parse_json(const std::string& text, const std::string& source) {
 }
 
 std::string json_excerpt(const nlohmann::json& node) {
-  constexpr size_t kMaxExcerpt = 60;
-  std::string text = node.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > kMaxExcerpt)
-    text = text.substr(0, kMaxExcerpt) + "… (" + std::to_string(text.size()) + " characters)";
-  return text;
+  return clipped(node.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 60);
 }
 
 namespace detail {
@@ -90,7 +88,9 @@ void wrong_json_value(const std::string& path, const nlohmann::json& node,
 
 int64_t json_integer(const nlohmann::json& node, const std::string& path, int64_t lo, int64_t hi) {
   std::ostringstream expected;
-  expected << "an integer in [" << lo << ", " << hi << "]";
+  expected << "an integer";
+  if (lo != std::numeric_limits<int64_t>::min() || hi != std::numeric_limits<int64_t>::max())
+    expected << " in [" << lo << ", " << hi << "]";
   if (node.is_number_unsigned()) {
     const auto v = node.get<uint64_t>();
     if (v > static_cast<uint64_t>(hi)) wrong_json_value(path, node, expected.str());
@@ -131,7 +131,10 @@ uint64_t json_unsigned(const nlohmann::json& node, const std::string& path, uint
 
 JsonReader::JsonReader(const nlohmann::json& object, std::string path)
     : object_(object), path_(std::move(path)) {
-  check(object_.is_object(), path_, ": expected a JSON object, found ", object_.type_name());
+  // The root's path is "file.json: ", a nested object's "file.json: /a/b".
+  if (!object_.is_object())
+    detail::wrong_json_value(!path_.empty() && path_.back() == ' ' ? path_ + "/" : path_, object_,
+                             "a JSON object");
 }
 
 bool JsonReader::has(const std::string& key) const { return object_.contains(key); }

@@ -8,6 +8,13 @@ std::string shape_string(c10::IntArrayRef sizes) {
   return out + "]";
 }
 
+std::string clipped(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;  // continuation
+  return text.substr(0, end) + "… (" + std::to_string(text.size()) + " characters)";
+}
+
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 std::string trim(const std::string& text) {

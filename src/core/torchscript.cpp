@@ -1,11 +1,11 @@
 #include "idtune/core/torchscript.h"
 
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 #include "idtune/core/text.h"
 
 #include <torch/script.h>
 
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -35,7 +35,7 @@ std::string error_summary(const std::exception& error) {
 }
 
 at::Tensor load_saved_tensor(const std::string& path, const std::string& role) {
-  check(std::filesystem::is_regular_file(path), role, " file '", path,
+  check(is_existing_file(path), role, " file '", path,
         "' does not exist or is not a file (expected a tensor written by torch.save)");
   std::ifstream in(path, std::ios::binary);
   check(in.good(), "cannot open ", role, " file '", path, "'");
@@ -54,7 +54,7 @@ at::Tensor load_saved_tensor(const std::string& path, const std::string& role) {
 
 torch::jit::Module load_torchscript(const std::string& path, c10::Device device,
                                     const std::string& role) {
-  check(std::filesystem::is_regular_file(path), role, " file '", path,
+  check(is_existing_file(path), role, " file '", path,
         "' does not exist or is not a file (expected a TorchScript file written by "
         "torch.jit.save)");
   torch::jit::Module module;

@@ -11,11 +11,19 @@ namespace idtune {
 AdjointSolver::AdjointSolver(const Sampler& sampler, Objective objective)
     : sampler_(sampler), objective_(objective) {
   validate(objective);
-  check_option(objective.beta == 0 || sampler.stochastic(), "objective.beta", objective.beta,
-               "needs a stochastic sampler, but '",
-               name_of(sampler.options().kind, sampler_names()),
-               "' is deterministic (sigma_k = 0): the path KL to the reference (Girsanov, spec 3) ",
-               "is infinite there. Use sde-euler or ddpm, or set beta = 0");
+  const auto kind = sampler.options().kind;
+  const auto& name = name_of(kind, sampler_names());
+  if (kind == SamplerKind::SdeEuler || kind == SamplerKind::Ddpm)  // its noise underflowed
+    check_option(objective.beta == 0 || sampler.stochastic(), "objective.beta", objective.beta,
+                 "needs noise at every sampling step, but '", name,
+                 "' adds none at one (sigma_k = 0 in double precision): sampler.t_min = ",
+                 sampler.options().t_min, " (or the schedule's betas) too small? Raise it, or ",
+                 "set beta = 0");
+  else
+    check_option(objective.beta == 0 || sampler.stochastic(), "objective.beta", objective.beta,
+                 "needs a stochastic sampler, but '", name,
+                 "' is deterministic (sigma_k = 0): the path KL to the reference (Girsanov, ",
+                 "spec 3) is infinite there. Use sde-euler or ddpm, or set beta = 0");
 }
 
 AdjointStep AdjointSolver::step(const TunedModel& tuned, const at::Tensor& y,

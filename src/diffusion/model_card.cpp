@@ -119,7 +119,7 @@ ModelCard parse_model_card(const nlohmann::json& json, const std::string& source
         ": continuous time must be \"float\"");
   check(!discrete || card.time_scale == 1.0, reader.path_of("time_scale"),
         ": applies to continuous time only (a discrete model receives the step index)");
-  Schedule validate(card.schedule);
+  at_json_path(source, "/schedule", [&] { Schedule validate(card.schedule); });
   return card;
 }
 

@@ -3,9 +3,11 @@
 #include "idtune/core/atomic_file.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/json_reader.h"
 #include "idtune/core/text.h"
 #include "idtune/core/torchscript.h"
 
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -75,7 +77,7 @@ ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreMod
 ScoreModel ScoreModel::load(const std::string& model_path, const ScoreModelOptions& options) {
   auto module = load_torchscript(model_path, options.device, "model");
   const std::string card_path = card_path_for(model_path);
-  check(std::filesystem::is_regular_file(card_path), "model card '", card_path,
+  check(is_existing_file(card_path), "model card '", card_path,
         "' does not exist: every model needs a JSON card beside it "
         "(see scripts/export_model.py or docs/model-card.md)");
   ModelCard card = load_model_card(card_path);
@@ -86,11 +88,14 @@ ScoreModel ScoreModel::load(const std::string& model_path, const ScoreModelOptio
   };
   at::Tensor null_tensor;
   if (card.condition && !card.condition->null_file.empty())
-    null_tensor = load_saved_tensor(relative_to_card(card.condition->null_file), "null condition");
+    null_tensor = at_json_path(card_path, "/condition/null_file", [&] {
+      return load_saved_tensor(relative_to_card(card.condition->null_file), "null condition");
+    });
   ScoreModel model(std::move(module), card, options, model_path, null_tensor);
   if (card.decoder) {
-    model.attach_decoder(
-        load_torchscript(relative_to_card(card.decoder->file), options.device, "decoder"));
+    model.attach_decoder(at_json_path(card_path, "/decoder/file", [&] {
+      return load_torchscript(relative_to_card(card.decoder->file), options.device, "decoder");
+    }));
   }
   return model;
 }
@@ -322,6 +327,11 @@ ScoreModel ScoreModel::frozen_copy() const {
 
 torch::jit::Module& ScoreModel::module() const { return state_->module; }
 
+std::vector<std::string> saved_model_files(const std::string& model_path) {
+  return {model_path, card_path_for(model_path), companion_path(model_path, "_decoder.pt").string(),
+          companion_path(model_path, "_null_condition.pt").string()};
+}
+
 void ScoreModel::save(const std::string& model_path) const { save(model_path, state_->card); }
 
 void ScoreModel::save(const std::string& model_path, const ModelCard& card) const {
@@ -331,8 +341,9 @@ void ScoreModel::save(const std::string& model_path, const ModelCard& card) cons
   ModelCard saved = card;
   if (state_->decoder) {
     const auto decoder_path = companion_path(model_path, "_decoder.pt");
-    write_file_atomically(decoder_path.string(),
-                          [&](const std::string& temp) { state_->decoder->save(temp); });
+    write_stream_atomically(decoder_path.string(), [&](const ByteSink& sink) {
+      torch::jit::ExportModule(*state_->decoder, sink);
+    });
     saved.decoder->file = decoder_path.filename().string();
   }
   if (state_->null_tensor.defined()) {  // torch.save's format: torch.load reads it in Python
@@ -342,7 +353,8 @@ void ScoreModel::save(const std::string& model_path, const ModelCard& card) cons
     saved.condition->null_file = null_path.filename().string();
   }
   save_model_card(saved, card_path_for(model_path));
-  write_file_atomically(model_path, [&](const std::string& temp) { state_->module.save(temp); });
+  write_stream_atomically(
+      model_path, [&](const ByteSink& sink) { torch::jit::ExportModule(state_->module, sink); });
 }
 
 }  // namespace idtune

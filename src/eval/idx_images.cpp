@@ -1,5 +1,6 @@
 #include "idtune/eval/idx_images.h"
 
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 
 #include <torch/torch.h>
@@ -14,10 +15,16 @@ namespace {
 /// A gzip (or plain) file read through zlib, closed on scope exit.
 class IdxFile {
  public:
-  explicit IdxFile(const std::string& path) : path_(path), file_(gzopen(path.c_str(), "rb")) {
+  explicit IdxFile(const std::string& path) : path_(path) {
+    // A FIFO would block the open until a writer came; a directory fails only when read.
+    check(is_existing_file(path), "cannot open idx file '", path,
+          "': it does not exist or is not a regular file");
+    file_ = gzopen(path.c_str(), "rb");
     check(file_ != nullptr, "cannot open idx file '", path, "'");
   }
-  ~IdxFile() { gzclose(file_); }
+  ~IdxFile() {
+    if (file_ != nullptr) gzclose(file_);
+  }
   IdxFile(const IdxFile&) = delete;
   IdxFile& operator=(const IdxFile&) = delete;
 
@@ -44,16 +51,27 @@ class IdxFile {
     return dims;
   }
 
-  /// The next unsigned bytes as a uint8 tensor of `shape`.
-  at::Tensor read_bytes(std::vector<int64_t> shape) {
-    auto bytes = torch::empty(shape, torch::kUInt8);
-    read(bytes.data_ptr(), bytes.numel());
-    return bytes;
+  /// The next count × size unsigned bytes as a uint8 tensor [count, size], read as they come:
+  /// a header that promises more than the file holds is reported as truncated, never
+  /// allocated up front.
+  at::Tensor read_bytes(int64_t count, int64_t size) {
+    const double wanted = double(count) * double(size);
+    std::vector<uint8_t> data;
+    std::vector<uint8_t> chunk(1 << 20);
+    while (double(data.size()) < wanted) {
+      const auto want =
+          static_cast<unsigned>(std::min(double(chunk.size()), wanted - double(data.size())));
+      const int got = gzread(file_, chunk.data(), want);
+      check(got == int(want), "idx file '", path_, "' is truncated or not gzip/idx data (wanted ",
+            wanted, " bytes, read ", got < 0 ? got : int64_t(data.size()) + got, ")");
+      data.insert(data.end(), chunk.begin(), chunk.begin() + got);
+    }
+    return torch::from_blob(data.data(), {count, size}, torch::kUInt8).clone();
   }
 
  private:
   std::string path_;
-  gzFile file_;
+  gzFile file_ = nullptr;
 };
 
 int64_t clip_count(int64_t available, int64_t limit) {
@@ -66,15 +84,17 @@ at::Tensor read_idx_images(const std::string& path, const std::array<double, 2>&
                            int64_t limit) {
   IdxFile file(path);
   const auto dims = file.read_header(3);
+  check(dims[1] >= 1 && dims[1] <= 65536 && dims[2] >= 1 && dims[2] <= 65536, "idx file '", path,
+        "' holds images of ", dims[1], "×", dims[2], " pixels: expected sizes in [1, 65536]");
   const int64_t n = clip_count(dims[0], limit);
-  const auto bytes = file.read_bytes({n, 1, dims[1], dims[2]});
+  const auto bytes = file.read_bytes(n, dims[1] * dims[2]).view({n, 1, dims[1], dims[2]});
   return bytes.to(torch::kFloat32) * ((range[1] - range[0]) / 255.0) + range[0];
 }
 
 at::Tensor read_idx_labels(const std::string& path, int64_t limit) {
   IdxFile file(path);
   const auto dims = file.read_header(1);
-  return file.read_bytes({clip_count(dims[0], limit)}).to(torch::kInt64);
+  return file.read_bytes(clip_count(dims[0], limit), 1).flatten().to(torch::kInt64);
 }
 
 }  // namespace idtune

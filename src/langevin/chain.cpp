@@ -10,6 +10,7 @@ namespace idtune {
 
 namespace {
 constexpr uint64_t kParticleStream = 0;
+constexpr int64_t kMaxParticles = 10000000;
 }
 
 at::Tensor langevin_step(const at::Tensor& x, const at::Tensor& grad_x_v, double gamma,
@@ -20,7 +21,9 @@ at::Tensor langevin_step(const at::Tensor& x, const at::Tensor& grad_x_v, double
 LangevinChain::LangevinChain(int64_t particles, int64_t dim, double gamma, uint64_t seed,
                              const c10::TensorOptions& options)
     : gamma_(gamma), noise_(seed) {
-  check_option(particles >= 1, "sampler.particles", particles, "must be >= 1");
+  // Allocated here, [particles, d]: a typo such as 1e9 is refused, not an attempt at 16 GB.
+  check_option(particles >= 1 && particles <= kMaxParticles, "sampler.particles", particles,
+               "must be in [1, ", kMaxParticles, "]");
   check(dim >= 1, "Langevin chain: the dimension d = ", dim, " must be >= 1");
   check_option(std::isfinite(gamma) && gamma > 0, "sampler.gamma", gamma,
                "must be > 0 (the Langevin step size)");

@@ -23,9 +23,15 @@ int64_t tril_size(int64_t d) { return d * (d + 1) / 2; }
 
 /// U with Σ⁻¹ = UUᵀ, U lower triangular with a positive diagonal, for each Σ [m, d, d].
 at::Tensor precision_cholesky(const at::Tensor& covariances) {
-  auto [u, info] = torch::linalg_cholesky_ex(torch::linalg_inv(covariances));
-  check(info.max().item<int64_t>() == 0,
-        "gaussian mixture: a covariance is not symmetric positive definite");
+  // Σ itself first: a singular Σ would fail inside linalg_inv with a torch error.
+  const auto info = std::get<1>(torch::linalg_cholesky_ex(covariances));
+  for (int64_t k = 0; k < info.size(0); ++k)
+    check(info[k].item<int64_t>() == 0, "gaussian mixture: covariances/", k,
+          " is not symmetric positive definite");
+  auto [u, precision_info] = torch::linalg_cholesky_ex(torch::linalg_inv(covariances));
+  check(precision_info.max().item<int64_t>() == 0 && torch::isfinite(u).all().item<bool>(),
+        "gaussian mixture: covariances: an inverse is not finite positive definite (a ",
+        "covariance too close to singular)");
   return u;
 }
 

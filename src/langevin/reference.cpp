@@ -1,5 +1,6 @@
 #include "idtune/langevin/reference.h"
 
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 #include "idtune/core/text.h"
 #include "idtune/core/torchscript.h"
@@ -18,6 +19,9 @@ namespace {
 constexpr uint64_t kReferenceStream = 1;  // stream 0 is the particles' noise
 
 at::Tensor read_csv(const std::string& file, int64_t dim) {
+  // A FIFO would block the open until a writer came.
+  check(is_existing_file(file), "reference samples '", file,
+        "' do not exist or are not a regular file");
   std::ifstream in(file);
   check(in.good(), "cannot open the reference samples '", file, "'");
   std::vector<double> values;
@@ -29,7 +33,8 @@ at::Tensor read_csv(const std::string& file, int64_t dim) {
       if (ch == ',') ch = ' ';
     std::istringstream fields(line);
     std::vector<double> row{std::istream_iterator<double>(fields), {}};
-    check(fields.eof(), "'", file, "' line ", line_number, ": not a number in \"", line, "\"");
+    check(fields.eof(), "'", file, "' line ", line_number, ": not a number in \"", clipped(line),
+          "\"");
     if (row.empty()) continue;
     check(int64_t(row.size()) == dim, "'", file, "' line ", line_number, ": ", row.size(),
           " values, expected ", dim, " (one sample per line)");

@@ -52,7 +52,7 @@ PointReward make_reward(const PointRewardConfig& r, int64_t dim,
     case PointRewardKind::None:
       return {};
     case PointRewardKind::GatedGaussian:
-      check(int64_t(r.gated.center.size()) == dim, "reward: center has ", r.gated.center.size(),
+      check(int64_t(r.gated.center.size()) == dim, "center has ", r.gated.center.size(),
             " coordinates, but the potential lives in R^", dim);
       return gated_gaussian_reward(r.gated);
     case PointRewardKind::TorchScript:
@@ -70,8 +70,8 @@ std::shared_ptr<const ReferenceSamples> make_reference(const LangevinConfig& c, 
     return std::make_shared<FileReference>(read_samples(r.file, dim, options), r.file, r.batch,
                                            c.trainer.seed);
   const auto mixture = make_mixture(r.mixture, MixtureParameters::Logits, options);
-  check(mixture->dim() == dim, "reference: the mixture lives in R^", mixture->dim(),
-        ", the potential in R^", dim);
+  check(mixture->dim() == dim, "the mixture lives in R^", mixture->dim(), ", the potential in R^",
+        dim);
   return std::make_shared<MixtureReference>(mixture, to_tensor(r.mixture.logits, options), r.batch,
                                             c.trainer.seed);
 }
@@ -79,29 +79,39 @@ std::shared_ptr<const ReferenceSamples> make_reference(const LangevinConfig& c, 
 }  // namespace
 
 LangevinProblem build_langevin_problem(const LangevinConfig& c) {
-  const auto options = torch::dtype(parse_dtype(c.dtype)).device(parse_device(c.device));
+  // Errors name the config and the section whose values or files failed.
+  const auto options = at_json_path(c.source, "/device", [&] {
+    return torch::dtype(parse_dtype(c.dtype)).device(parse_device(c.device));
+  });
   LangevinProblem problem;
   const auto& p = c.potential;
-  if (p.kind == PotentialKind::GaussianMixture) {
-    const auto mixture = make_mixture(p.mixture, p.parameters, options);
-    // π*(θ₀) of the log-likelihood metric is the configured mixture even when `theta0`
-    // starts the run elsewhere (sampling with a θ that another run found).
-    problem.theta_pretrained = mixture->pack(to_tensor(p.mixture.logits, options));
-    problem.theta0 = c.theta0.empty() ? problem.theta_pretrained : to_tensor(c.theta0, options);
-    problem.potential = mixture;
-  } else {
-    problem.theta0 = to_tensor(c.theta0, options);
-    problem.potential = std::make_shared<TorchScriptPotential>(
-        p.file, p.dim, problem.theta0.size(0), options.device(), options.dtype().toScalarType());
-  }
+  at_json_path(c.source, "/potential", [&] {
+    if (p.kind == PotentialKind::GaussianMixture) {
+      const auto mixture = make_mixture(p.mixture, p.parameters, options);
+      // π*(θ₀) of the log-likelihood metric is the configured mixture even when `theta0`
+      // starts the run elsewhere (sampling with a θ that another run found).
+      problem.theta_pretrained = mixture->pack(to_tensor(p.mixture.logits, options));
+      problem.theta0 = c.theta0.empty() ? problem.theta_pretrained : to_tensor(c.theta0, options);
+      problem.potential = mixture;
+    } else {
+      problem.theta0 = to_tensor(c.theta0, options);
+      problem.potential = std::make_shared<TorchScriptPotential>(
+          p.file, p.dim, problem.theta0.size(0), options.device(), options.dtype().toScalarType());
+    }
+  });
   const int64_t dim = problem.potential->dim();
-  problem.reward = make_reward(c.reward, dim, options);
-  problem.guide = make_reward(c.guide, dim, options);
-  problem.reference = make_reference(c, dim, options);
+  problem.reward =
+      at_json_path(c.source, "/reward", [&] { return make_reward(c.reward, dim, options); });
+  problem.guide = at_json_path(c.source, "/algorithm/guide",
+                               [&] { return make_reward(c.guide, dim, options); });
+  problem.reference =
+      at_json_path(c.source, "/reference", [&] { return make_reference(c, dim, options); });
   return problem;
 }
 
 LangevinRun::LangevinRun(LangevinConfig config) : config_(std::move(config)) {
+  at_json_path(config_.source, "/output/run_dir",
+               [&] { check_directory_path(config_.output.run_dir); });
   auto problem = build_langevin_problem(config_);
   mixture_ = std::dynamic_pointer_cast<const GaussianMixture>(problem.potential);
   const auto& ref = config_.reference;
@@ -116,10 +126,19 @@ LangevinRun::LangevinRun(LangevinConfig config) : config_(std::move(config)) {
     trainer_ = std::make_unique<LangevinTrainer>(config_.trainer, std::move(problem));
   } catch (const InvalidOption& e) {
     throw with_json_path(e, config_.source);
+  } catch (const Error& e) {  // the options and the problem together (e.g. θ₀'s length)
+    throw Error(config_.source + ": " + e.what());
   }
 }
 
 LangevinRun::~LangevinRun() = default;
+
+std::string LangevinRun::summary() const {
+  const auto& t = config_.trainer;
+  return fmt::format("{} on {}, {} particles, γ = {}, {} steps, run directory '{}'",
+                     name_of(t.method, langevin_method_names()), trainer_->potential().describe(),
+                     t.particles, t.gamma, config_.steps, config_.output.run_dir);
+}
 
 std::string LangevinRun::path(const std::string& name) const {
   return (fs::path(config_.output.run_dir) / name).string();
@@ -128,12 +147,10 @@ std::string LangevinRun::path(const std::string& name) const {
 bool LangevinRun::run() {
   fs::create_directories(config_.output.run_dir);
   const FileLock lock(path(".lock"), "run directory '" + config_.output.run_dir + "'");
+  remove_stale_temporaries(config_.output.run_dir);  // a killed run's
   write_json_file(path("config.json"), to_json(config_));
   write_bytes_atomically(path("metrics.jsonl"), "");
-  const auto& t = config_.trainer;
-  spdlog::info("langevin: {} on {}, {} particles, γ = {}, {} steps, run directory '{}'",
-               name_of(t.method, langevin_method_names()), trainer_->potential().describe(),
-               t.particles, t.gamma, config_.steps, config_.output.run_dir);
+  spdlog::info("langevin: {}", summary());
   const auto start = std::chrono::steady_clock::now();
   bool finished = true;
   while (trainer_->iteration() < config_.steps) {

@@ -60,13 +60,20 @@ double truncate_metrics(const std::string& file, int64_t iteration) {
 }  // namespace
 
 TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), resume_(resume) {
-  const ScoreModelOptions model_options{parse_device(config_.device), parse_dtype(config_.dtype)};
-  auto model = ScoreModel::load(config_.model, model_options);
+  // Errors name the config and the key whose file, spec or value failed.
+  const auto& source = config_.source;
+  at_json_path(source, "/output/run_dir", [&] { check_directory_path(config_.output.run_dir); });
+  const ScoreModelOptions model_options = at_json_path(source, "/device", [&] {
+    return ScoreModelOptions{parse_device(config_.device), parse_dtype(config_.dtype)};
+  });
+  auto model = at_json_path(source, "/model",
+                            [&] { return ScoreModel::load(config_.model, model_options); });
   // Rewards see images: a latent model's samples decoded (the adjoint's a_K = λ∇R goes
   // through the decoder by autograd).
   const ModelCard images = image_card(model.card());
-  reward_ = std::make_unique<Reward>(
-      Reward::parse(config_.reward, images, model_options.device, model_options.dtype));
+  reward_ = std::make_unique<Reward>(at_json_path(source, "/reward", [&] {
+    return Reward::parse(config_.reward, images, model_options.device, model_options.dtype);
+  }));
   const int64_t channels = images.shape[0];
   check(!config_.output.grids || channels == 1 || channels == 3, config_.source,
         ": /output/grids = true: sample grids need images of 1 or 3 channels, and '", config_.model,
@@ -79,17 +86,22 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
   auto trainer_options = config_.trainer;
   const auto& conditions = config_.conditions;
   if (!conditions.classes.empty())
-    trainer_options.conditions = ConditionSet::classes(conditions.classes);
+    trainer_options.conditions = at_json_path(
+        source, "/conditions/classes", [&] { return ConditionSet::classes(conditions.classes); });
   else if (!conditions.file.empty())
-    trainer_options.conditions =
-        ConditionSet::tensors(load_saved_tensor(conditions.file, "conditions"));
+    trainer_options.conditions = at_json_path(source, "/conditions/file", [&] {
+      return ConditionSet::tensors(load_saved_tensor(conditions.file, "conditions"));
+    });
   try {
     trainer_ =
         std::make_unique<Trainer>(trainer_options, std::move(model), std::move(reward_of_samples));
   } catch (const InvalidOption& e) {
-    throw with_json_path(e, config_.source);
+    throw with_json_path(e, source);
+  } catch (const Error& e) {  // the model and the options together (e.g. conditions missing)
+    throw Error(source + ": " + e.what());
   }
-  const bool has_checkpoint = fs::exists(path("checkpoint.pt"));
+  std::error_code ec;
+  const bool has_checkpoint = fs::exists(path("checkpoint.pt"), ec);
   if (resume_) {
     check(has_checkpoint, "--resume: '", path("checkpoint.pt"), "' does not exist");
     const auto saved = read_json_file(path("config.json"));
@@ -105,6 +117,16 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
 
 TuneRun::~TuneRun() = default;
 
+std::string TuneRun::summary() const {
+  return fmt::format("'{}' with reward '{}': {} iterations, run directory '{}'", config_.model,
+                     reward_->name(), config_.iterations, config_.output.run_dir);
+}
+
+std::string TuneRun::validate_only() {
+  if (resume_) trainer_->load_checkpoint(path("checkpoint.pt"));
+  return summary();
+}
+
 std::string TuneRun::path(const std::string& name) const {
   return (fs::path(config_.output.run_dir) / name).string();
 }
@@ -112,6 +134,10 @@ std::string TuneRun::path(const std::string& name) const {
 void TuneRun::prepare_run_directory() {
   fs::create_directories(path("samples"));
   lock_ = std::make_unique<FileLock>(path(".lock"), "run directory '" + config_.output.run_dir + "'");
+  // Temporary folders of writers that were killed (their pid gone).
+  if (const int n = remove_stale_temporaries(path("")) + remove_stale_temporaries(path("samples")))
+    spdlog::warn("removed {} temporary folder(s) left in '{}' by a run that was killed", n,
+                 config_.output.run_dir);
   if (resume_) {  // the checkpoint is read before anything in the directory changes
     trainer_->load_checkpoint(path("checkpoint.pt"));
     saved_iteration_ = trainer_->iteration();
@@ -123,6 +149,11 @@ void TuneRun::prepare_run_directory() {
     write_bytes_atomically(path("metrics.jsonl"), "");
     if (config_.output.grids) write_grid(trainer_->model(), "before.png");
   }
+  // An earlier session's export goes until this one exports: the directory looks finished
+  // (tuned.pt) only when its run is.
+  std::error_code ec;
+  for (const auto& file : saved_model_files(path("tuned.pt"))) fs::remove(file, ec);
+  fs::remove(path("samples/after.png"), ec);
   write_json_file(path("config.json"), to_json(config_));
 }
 
@@ -131,8 +162,7 @@ bool TuneRun::run() {
   const auto& out = config_.output;
   const auto every = [](int64_t n, int64_t i) { return n > 0 && i % n == 0; };
   const auto start = std::chrono::steady_clock::now();
-  spdlog::info("tuning '{}' with reward '{}': {} iterations, run directory '{}'", config_.model,
-               reward_->name(), config_.iterations, out.run_dir);
+  spdlog::info("tuning {}", summary());
   if (config_.trainer.objective.beta == 0)
     spdlog::warn(
         "objective.beta = 0: nothing holds the model near its data, and the path KL is "

@@ -45,8 +45,8 @@ double parse_weight(const std::string& text, const std::string& where) {
   const auto result = std::from_chars(text.data(), text.data() + text.size(), weight);
   check(
       result.ec == std::errc() && result.ptr == text.data() + text.size() && std::isfinite(weight),
-      where, "weight \"", text, "\" is not a finite number (expected [weight \"*\"] name, ",
-      "e.g. 0.5*brightness)");
+      where, "weight \"", clipped(text),
+      "\" is not a finite number (expected [weight \"*\"] name, ", "e.g. 0.5*brightness)");
   return weight;
 }
 
@@ -66,7 +66,7 @@ NamedReward named_reward(const std::string& name, const RewardContext& c) {
   if (colon != std::string::npos) argument = name.substr(colon + 1);
   for (const auto& [builtin, kind] : builtin_reward_names())
     if (head == builtin) return builtin_reward(kind, argument, c);
-  check(ends_with(name, ".pt"), c.where, "unknown reward \"", name,
+  check(ends_with(name, ".pt"), c.where, "unknown reward \"", clipped(name),
         "\"; valid names: ", valid_names());
   return torchscript_reward(name, c);
 }
@@ -92,7 +92,7 @@ Reward::Reward(std::shared_ptr<const State> state) : state_(std::move(state)) {}
 
 Reward Reward::parse(const std::string& spec, const ModelCard& card, c10::Device device,
                      c10::ScalarType dtype) {
-  const std::string where = "reward spec \"" + spec + "\": ";
+  const std::string where = "reward spec \"" + clipped(spec) + "\": ";
   check(!trim(spec).empty(), "reward spec is empty: expected a weighted sum of terms such as ",
         "\"brightness\" or \"0.5*brightness + 2*red\"; valid names: ", valid_names());
   check(card.shape.size() == 3, where, "the model card's shape must be [C, H, W], got ",
@@ -104,7 +104,7 @@ Reward Reward::parse(const std::string& spec, const ModelCard& card, c10::Device
     check(!texts[i].empty(), where, "term ", i + 1, " of ", texts.size(),
           " is empty (expected term (\"+\" term)*, e.g. 0.5*brightness + 2*red)");
     const std::string term_where =
-        texts.size() == 1 ? where : where + "term \"" + texts[i] + "\": ";
+        texts.size() == 1 ? where : where + "term \"" + clipped(texts[i]) + "\": ";
     auto term = parse_term(texts[i], {card, device, dtype, term_where});
     state->name += (i ? " + " : "") + (term.weight == 1.0 ? "" : format_weight(term.weight) + "*") +
                    term.reward.name;

@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <filesystem>
 
 namespace idtune {
 
@@ -169,11 +168,11 @@ void Trainer::save_checkpoint(const std::string& path) const {
     write_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), adjoint_queue_.slots()[m]);
 
   // A crash or a full disk mid-write leaves the previous checkpoint intact.
-  write_file_atomically(path, [&](const std::string& temp) { archive.save_to(temp); });
+  write_stream_atomically(path, [&](const ByteSink& sink) { archive.save_to(sink); });
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
-  check(std::filesystem::is_regular_file(path), "checkpoint '", path, "' does not exist");
+  check(is_existing_file(path), "checkpoint '", path, "' does not exist");
   InputArchive archive;
   try {
     archive.load_from(path, model_.device());

@@ -3,8 +3,11 @@
 #include "idtune/core/device.h"
 #include "idtune/core/error.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/core/text.h"
 
 #include <torch/torch.h>
+
+#include <algorithm>
 
 namespace idtune {
 
@@ -124,18 +127,23 @@ nlohmann::json to_json(const TuneConfig& c) {
 }
 
 void apply_override(nlohmann::json& config, const std::string& assignment) {
+  const std::string where = "--set '" + clipped(assignment) + "'";
   const auto eq = assignment.find('=');
-  check(eq != std::string::npos && eq > 0, "--set '", assignment,
-        "': expected key=value, e.g. --set sampler.steps=64");
+  check(eq != std::string::npos && eq > 0, where,
+        ": expected key=value, e.g. --set sampler.steps=64");
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  // JSON (read with the limits of every JSON input: depth, duplicates) or else a string.
+  const nlohmann::json value =
+      nlohmann::json::accept(text) ? parse_json(text, where) : nlohmann::json(text);
+  check(std::count(key.begin(), key.end(), '.') < kMaxJsonDepth, where,
+        ": the key nests deeper than ", kMaxJsonDepth, " levels");
   nlohmann::json* node = &config;
   std::string pointer;
   for (size_t start = 0;;) {
+    check(node->is_object(), where, ": ", pointer.empty() ? "/" : pointer, " is not an object");
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
-    check(!part.empty(), "--set '", assignment, "': empty key component");
+    check(!part.empty(), where, ": empty key component");
     pointer += "/" + part;
     if (dot == std::string::npos) {
       (*node)[part] = value;
@@ -143,7 +151,6 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
     }
     if (!node->contains(part)) (*node)[part] = nlohmann::json::object();
     node = &(*node)[part];
-    check(node->is_object(), "--set '", assignment, "': ", pointer, " is not an object");
     start = dot + 1;
   }
 }

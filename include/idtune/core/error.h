@@ -29,6 +29,17 @@ void check(bool condition, const Parts&... parts) {
   if (!condition) throw Error(detail::concat(parts...));
 }
 
+/// `body()`; an idtune::Error it throws is rethrown with "<context>: " in front: the file and
+/// key, or the flag, whose value failed (e.g. "run.json: /model", "--reward").
+template <typename Body>
+decltype(auto) in_context(const std::string& context, Body&& body) {
+  try {
+    return body();
+  } catch (const Error& e) {
+    throw Error(context + ": " + e.what());
+  }
+}
+
 /// An option outside its allowed values, thrown by the constructor that owns the rule. `key`
 /// is the option's dotted path in the configuration ("algorithm.queue_slots"), so that a
 /// config reader can name the file and JSON path without checking the rule again; what() is

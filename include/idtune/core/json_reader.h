@@ -2,8 +2,9 @@
 // Strict reading of one JSON object into a plain struct: every key must be consumed,
 // so an unknown (misspelt) key is an error naming its JSON path; values are type-checked
 // exactly (an integer key refuses 2.5, an unsigned one −1, a fixed-length array any other
-// length) and range- and enum-checked with the allowed values in the message. Parsing refuses
-// duplicate keys, nesting deeper than kMaxJsonDepth and files larger than kMaxJsonFileBytes.
+// length, a string key one longer than kMaxJsonString) and range- and enum-checked with the allowed
+// values in the message. Parsing refuses duplicate keys, nesting deeper than kMaxJsonDepth and
+// files larger than kMaxJsonFileBytes.
 
 #include "idtune/core/error.h"
 #include "idtune/core/name_table.h"
@@ -24,6 +25,9 @@ namespace idtune {
 inline constexpr int kMaxJsonDepth = 32;
 /// A JSON input (config, card, checkpoint signature) larger than this is refused unread.
 inline constexpr std::uintmax_t kMaxJsonFileBytes = 4u << 20;
+/// A string value longer than this is refused when read (idtune's strings are names, paths
+/// and reward specs: PATH_MAX is 4096), so that no message echoes a megabyte.
+inline constexpr size_t kMaxJsonString = 4096;
 
 /// Parses JSON text: duplicate keys, nesting deeper than kMaxJsonDepth and numbers beyond a
 /// double's range are refused; errors name `source` and the JSON path where parsing stopped.
@@ -62,6 +66,9 @@ T json_value(const nlohmann::json& node, const std::string& path) {
     return node.get<T>();
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!node.is_string()) wrong_json_value(path, node, "a string");
+    if (node.get_ref<const std::string&>().size() > kMaxJsonString)
+      wrong_json_value(path, node,
+                       "a string of at most " + std::to_string(kMaxJsonString) + " characters");
     return node.get<std::string>();
   } else if constexpr (is_std_array<T>::value) {
     T out{};
@@ -120,6 +127,13 @@ class JsonReader {
 /// An InvalidOption thrown by a constructor, as "<source>: /a/b = value ..." (its dotted key
 /// as a JSON pointer into the file `source`).
 Error with_json_path(const InvalidOption& error, const std::string& source);
+
+/// `body()`; an idtune::Error it throws gets "<source>: <pointer>: " in front: the file and key
+/// that named what failed (a config's model that does not load, its reward spec...).
+template <typename Body>
+decltype(auto) at_json_path(const std::string& source, const std::string& pointer, Body&& body) {
+  return in_context(source + ": " + pointer, std::forward<Body>(body));
+}
 
 /// Parses a JSON file (a regular file of at most kMaxJsonFileBytes) with parse_json's rules.
 nlohmann::json read_json_file(const std::string& file);

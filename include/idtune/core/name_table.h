@@ -3,6 +3,7 @@
 // prediction type...) is one table, so messages can list the valid names.
 
 #include "idtune/core/error.h"
+#include "idtune/core/text.h"
 
 #include <stdexcept>
 #include <string>
@@ -34,7 +35,7 @@ template <typename Enum>
 Enum parse_name(const std::string& name, const NameTable<Enum>& table, const std::string& what) {
   for (const auto& [candidate, value] : table)
     if (candidate == name) return value;
-  throw Error(what + ": \"" + name + "\" is not one of: " + list_names(table));
+  throw Error(what + ": \"" + clipped(name) + "\" is not one of: " + list_names(table));
 }
 
 }  // namespace idtune

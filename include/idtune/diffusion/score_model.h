@@ -109,4 +109,8 @@ class ScoreModel {
   std::shared_ptr<State> state_;
 };
 
+/// The files ScoreModel::save(model_path) may write: the model first, then its card, decoder
+/// and null condition (removed in this order, a half-removed model never looks whole).
+std::vector<std::string> saved_model_files(const std::string& model_path);
+
 }  // namespace idtune

@@ -30,6 +30,9 @@ class LangevinRun {
 
   const LangevinTrainer& trainer() const { return *trainer_; }
   std::string path(const std::string& name) const;
+  /// "method on potential, N particles, γ = g, K steps, run directory 'd'" (progress lines,
+  /// --check).
+  std::string summary() const;
 
  private:
   void log_step(const LangevinReport& report, double wall_time);

@@ -34,6 +34,11 @@ class TuneRun {
   bool run();
 
   std::string path(const std::string& name) const;
+  /// "'model' with reward 'r': N iterations, run directory 'd'" (progress lines).
+  std::string summary() const;
+  /// What run() would refuse, refused without writing anything (`idtune tune --check`): with
+  /// `resume`, the checkpoint is read too. Returns summary().
+  std::string validate_only();
   const Trainer& trainer() const { return *trainer_; }
 
  private:
