@@ -105,19 +105,25 @@ at::Tensor reward_of_samples(const Sampler& sampler, const ScoreModel& model,
          << ": gain " << mean << " not above " << standard_errors << " x " << standard_error;
 }
 
+/// A few Adam steps of Implicit Diffusion (queue of 2, K = 8, lr 1e-3) of `batch` samples.
+TrainerOptions short_tune(int64_t batch) {
+  TrainerOptions o;
+  o.sampler.steps = 8;
+  o.sampler.spacing = TimeSpacing::Quadratic;
+  o.queue_slots = 2;
+  o.batch = batch;
+  o.optimiser.lr = 1e-3;
+  o.seed = 7;
+  return o;
+}
+
 TEST(ShippedModels, ShortTuneOfTheDefaultModelRaisesBrightness) {
   // A few Adam steps of Implicit Diffusion (queue of 2, K = 8) on the real model; the tuned
   // and base models are then compared on the same noise, so the paired difference must be
   // positive by more than kStandardErrors of its own spread.
   constexpr double kStandardErrors = 3.0;
   constexpr int64_t kSamples = 32;
-  TrainerOptions o;
-  o.sampler.steps = 8;
-  o.sampler.spacing = TimeSpacing::Quadratic;
-  o.queue_slots = 2;
-  o.batch = 8;
-  o.optimiser.lr = 1e-3;
-  o.seed = 7;
+  const TrainerOptions o = short_tune(8);
   const auto base = ScoreModel::load(kScoreModel, {});
   const auto brightness = Reward::parse("brightness", base.card(), c10::kCPU, c10::kFloat);
   Trainer trainer(o, ScoreModel::load(kScoreModel, {}), brightness.function());
@@ -152,13 +158,7 @@ TEST(ShippedModels, ShortTuneOfTheConditionalModelRaisesTheConditionalRewardInEv
   constexpr int64_t kPerClass = 8;
   constexpr int64_t kClasses = 10;
   const std::string spec = "brightness + 0.1*classifier-cond:" + kClassifier;
-  TrainerOptions o;
-  o.sampler.steps = 8;
-  o.sampler.spacing = TimeSpacing::Quadratic;
-  o.queue_slots = 2;
-  o.batch = 10;
-  o.optimiser.lr = 1e-3;
-  o.seed = 7;
+  TrainerOptions o = short_tune(10);
   o.conditions = ConditionSet::classes({0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
   const auto base = ScoreModel::load(kConditionalModel, {});
   const auto reward = Reward::parse(spec, base.card(), c10::kCPU, c10::kFloat);
