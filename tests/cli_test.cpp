@@ -267,7 +267,8 @@ TEST_F(CliTest, AFailedResumeChangesNothingInTheRunDirectory) {
 TEST_F(CliTest, TwoRunsInOneDirectoryCannotBothWrite) {
   auto config = config_;
   config["iterations"] = 100000;
-  const std::string tune = std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
+  const std::string tune =
+      std::string(IDTUNE_EXECUTABLE) + " tune --config " + write_config(config);
   // The first holds the directory's lock while it runs; the second is refused naming its pid.
   const auto r = run("bash -c '" + tune + " & pid=$!; while [ ! -s " + run_dir() +
                      "/metrics.jsonl ]; do sleep 0.05; done; " + tune +

@@ -71,8 +71,9 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   const Sampler sampler(sampling, model);
   const Noise noise(2);
   const auto y0 = initial_state(model, 2, noise, 0);
-  nlohmann::json conditions = f.conditions.is_null() ? f.conditions
-                                                      : nlohmann::json::parse(with_dir(f.conditions.dump(), dir));
+  nlohmann::json conditions = f.conditions.is_null()
+                                  ? f.conditions
+                                  : nlohmann::json::parse(with_dir(f.conditions.dump(), dir));
   at::Tensor c;
   if (conditions.contains("classes"))
     c = ConditionSet::classes(conditions["classes"]).draw(noise, 0, 2, y0.options());
@@ -90,15 +91,16 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   EXPECT_LT(testing::relative_error(adjoint.grad, autograd), kFloat32AdjointTolerance);
 
   // Tuned by the CLI; then the tuned model's reward against the base's, on the same noise.
-  nlohmann::json config = {{"model", file("base.pt")},
-                           {"reward", f.reward},
-                           {"objective", {{"lambda", 1.0}, {"beta", 0.0}}},
-                           {"sampler", {{"kind", "ddpm"}, {"steps", 4}, {"guidance_scale", f.guidance}}},
-                                 {"algorithm", {{"queue_slots", 2}}},
-                                 {"optimiser", {{"lr", 1e-3}}},
-                                 {"batch", 4},
-                                 {"iterations", 6},
-                           {"output", {{"run_dir", file("run")}, {"log_every", 0}}}};
+  nlohmann::json config = {
+      {"model", file("base.pt")},
+      {"reward", f.reward},
+      {"objective", {{"lambda", 1.0}, {"beta", 0.0}}},
+      {"sampler", {{"kind", "ddpm"}, {"steps", 4}, {"guidance_scale", f.guidance}}},
+      {"algorithm", {{"queue_slots", 2}}},
+      {"optimiser", {{"lr", 1e-3}}},
+      {"batch", 4},
+      {"iterations", 6},
+      {"output", {{"run_dir", file("run")}, {"log_every", 0}}}};
   if (!conditions.is_null()) config["conditions"] = conditions;
   write_json_file(file("run.json"), config);
   const auto tuned = run(IDTUNE_EXECUTABLE " tune --config " + file("run.json"));
@@ -106,9 +108,9 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   // The tuned model loads with everything beside it (decoder, null condition).
   EXPECT_NO_THROW(ScoreModel::load(file("run/tuned.pt"), {c10::kCPU, c10::kFloat}));
   std::string classes;  // idtune eval draws labels itself; tensor conditions it cannot draw
-  for (const auto& label :
-       conditions.is_object() ? conditions.value("classes", nlohmann::json::array())
-                              : nlohmann::json::array())
+  for (const auto& label : conditions.is_object()
+                               ? conditions.value("classes", nlohmann::json::array())
+                               : nlohmann::json::array())
     classes += (classes.empty() ? " --classes " : ",") + label.dump();
   if (conditions.is_null() || !classes.empty()) {
     const auto eval = run(IDTUNE_EXECUTABLE " eval --model " + file("run/tuned.pt") +
@@ -198,7 +200,9 @@ INSTANTIATE_TEST_SUITE_P(
                    "--state-dict {dir}/state.pt --shape 3 16 16 --schedule ddpm-discrete "
                    "--beta-schedule squaredcos_cap_v2 --num-train-steps 1000 --prediction epsilon "
                    "--output-channels 6 --time-dtype long --condition class --num-classes 10",
-               "channel-mean:2", {{"classes", {0, 1, 2}}}, 1.0},
+               "channel-mean:2",
+               {{"classes", {0, 1, 2}}},
+               1.0},
         // Cross-attention on text-encoder states [4, 8], with the empty prompt as ∅.
         Family{"text_conditional",
                "cross_attention_unet.py --steps 0 --out {dir}/state.pt --null-out {dir}/null.pt "
@@ -206,8 +210,11 @@ INSTANTIATE_TEST_SUITE_P(
                "--module " + kFamilies +
                    "cross_attention_unet.py --class UNet2DConditionModel --state-dict "
                    "{dir}/state.pt --shape 3 16 16 --prediction epsilon --condition tensor "
-                   "--condition-shape 4 8 --null-condition {dir}/null.pt" + kDdpmSchedule,
-               "brightness", {{"file", "{dir}/prompts.pt"}}, 1.0}),
+                   "--condition-shape 4 8 --null-condition {dir}/null.pt" +
+                   kDdpmSchedule,
+               "brightness",
+               {{"file", "{dir}/prompts.pt"}},
+               1.0}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.name; });
 
 }  // namespace

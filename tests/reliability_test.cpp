@@ -67,9 +67,11 @@ TEST(Json, IntegersAreExact) {
   EXPECT_EQ(read_value<int64_t>(R"({"v": 1e3})"), 1000);
   EXPECT_EQ(read_value<int64_t>(R"({"v": -7})"), -7);
   EXPECT_EQ(read_value<uint64_t>(R"({"v": 18446744073709551615})"), UINT64_MAX);
-  expect_error([] { read_value<int64_t>(R"({"v": 2.5})"); }, {"c.json: /v", "expected an integer", "2.5"});
+  expect_error([] { read_value<int64_t>(R"({"v": 2.5})"); },
+               {"c.json: /v", "expected an integer", "2.5"});
   expect_error([] { read_value<int64_t>(R"({"v": 1e300})"); }, {"/v", "expected an integer"});
-  expect_error([] { read_value<int64_t>(R"({"v": "3"})"); }, {"/v", "expected an integer", "string"});
+  expect_error([] { read_value<int64_t>(R"({"v": "3"})"); },
+               {"/v", "expected an integer", "string"});
   expect_error([] { read_value<uint64_t>(R"({"v": -1})"); }, {"/v", "a non-negative integer"});
   expect_error([] { read_value<int>(R"({"v": 4294967296})"); }, {"/v", "an integer in ["});
   expect_error([] { read_value<bool>(R"({"v": 1})"); }, {"/v", "expected true or false"});
@@ -118,7 +120,8 @@ TEST(Json, AUsersInvalidUtf8IsWrittenReplacedNotThrown) {
 TEST(AtomicFile, ADirectoryOrFifoTargetIsRefusedAndLeftAsItWas) {
   testing::TempDir dir;
   ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);
-  expect_error([&] { write_bytes_atomically(dir.file("fifo"), "x"); }, {"fifo", "not a regular file"});
+  expect_error([&] { write_bytes_atomically(dir.file("fifo"), "x"); },
+               {"fifo", "not a regular file"});
   EXPECT_TRUE(fs::is_fifo(dir.file("fifo")));
   fs::create_directory(dir.file("d"));
   expect_error([&] { write_json_file(dir.file("d"), Json::object()); }, {"not a regular file"});
@@ -255,16 +258,22 @@ TEST(Patterns, ABacktrackingPatternRunsInLinearTime) {
   // Catastrophic for a backtracking engine on names of ~30 characters; RE2 is linear. No name
   // matches, which is itself refused: the point is that the refusal comes at once.
   options.optimiser.tune = {"^(a|a?)+(b|b?)+(c|c?)+(d|d?)+(e|e?)+(f|f?)+(g|g?)+$"};
-  expect_error([&] { Trainer(options, model, [](const at::Tensor& x, const at::Tensor&) {
-                       return x.mean({1, 2, 3});
-                     }); },
-               {"optimiser.tune"});
+  expect_error(
+      [&] {
+        Trainer(options, model, [](const at::Tensor& x, const at::Tensor&) {
+          return x.mean({1, 2, 3});
+        });
+      },
+      {"optimiser.tune"});
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
   options.optimiser.tune = {"(a"};
-  expect_error([&] { Trainer(options, model, [](const at::Tensor& x, const at::Tensor&) {
-                       return x.mean({1, 2, 3});
-                     }); },
-               {"optimiser.tune: '(a' is not a valid regular expression"});
+  expect_error(
+      [&] {
+        Trainer(options, model, [](const at::Tensor& x, const at::Tensor&) {
+          return x.mean({1, 2, 3});
+        });
+      },
+      {"optimiser.tune: '(a' is not a valid regular expression"});
 }
 
 }  // namespace

@@ -89,8 +89,9 @@ void write_file_atomically(const std::string& target,
   // record the name (a TorchScript archive's root folder is the file's stem), and the result
   // must not depend on the process that wrote it.
   const fs::path path(target);
-  const fs::path folder = (path.has_parent_path() ? path.parent_path() : fs::path(".")) /
-                          ("." + path.filename().string() + "." + std::to_string(::getpid()) + ".tmp");
+  const fs::path folder =
+      (path.has_parent_path() ? path.parent_path() : fs::path(".")) /
+      ("." + path.filename().string() + "." + std::to_string(::getpid()) + ".tmp");
   const std::string temp = (folder / path.filename()).string();
   std::error_code ignored;
   try {

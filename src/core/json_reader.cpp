@@ -27,7 +27,8 @@ struct OpenValue {
 
 std::string pointer_of(const std::vector<OpenValue>& open) {
   std::string pointer;
-  for (const auto& value : open) pointer += "/" + (value.object ? value.key : std::to_string(value.index));
+  for (const auto& value : open)
+    pointer += "/" + (value.object ? value.key : std::to_string(value.index));
   return pointer.empty() ? "/" : pointer;
 }
 

@@ -11,7 +11,7 @@ namespace idtune {
 namespace {
 constexpr uint64_t kParticleStream = 0;
 constexpr int64_t kMaxParticles = 10000000;
-}
+}  // namespace
 
 at::Tensor langevin_step(const at::Tensor& x, const at::Tensor& grad_x_v, double gamma,
                          const at::Tensor& xi) {

@@ -133,7 +133,8 @@ std::string TuneRun::path(const std::string& name) const {
 
 void TuneRun::prepare_run_directory() {
   fs::create_directories(path("samples"));
-  lock_ = std::make_unique<FileLock>(path(".lock"), "run directory '" + config_.output.run_dir + "'");
+  lock_ =
+      std::make_unique<FileLock>(path(".lock"), "run directory '" + config_.output.run_dir + "'");
   // Temporary folders of writers that were killed (their pid gone).
   if (const int n = remove_stale_temporaries(path("")) + remove_stale_temporaries(path("samples")))
     spdlog::warn("removed {} temporary folder(s) left in '{}' by a run that was killed", n,

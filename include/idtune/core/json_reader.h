@@ -59,8 +59,8 @@ T json_value(const nlohmann::json& node, const std::string& path) {
   } else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) {
     return static_cast<T>(json_unsigned(node, path, std::numeric_limits<T>::max()));
   } else if constexpr (std::is_integral_v<T>) {
-    return static_cast<T>(json_integer(node, path, std::numeric_limits<T>::min(),
-                                       std::numeric_limits<T>::max()));
+    return static_cast<T>(
+        json_integer(node, path, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
   } else if constexpr (std::is_floating_point_v<T>) {
     if (!node.is_number()) wrong_json_value(path, node, "a number");
     return node.get<T>();
