@@ -113,13 +113,11 @@ int64_t json_integer(const nlohmann::json& node, const std::string& path, int64_
 
 uint64_t json_unsigned(const nlohmann::json& node, const std::string& path, uint64_t hi) {
   const std::string expected = "a non-negative integer at most " + std::to_string(hi);
-  if (node.is_number_unsigned()) {
+  if (node.is_number_unsigned() || (node.is_number_integer() && node.get<int64_t>() >= 0)) {
     const auto v = node.get<uint64_t>();
     if (v > hi) wrong_json_value(path, node, expected);
     return v;
   }
-  if (node.is_number_integer() && node.get<int64_t>() >= 0)
-    return json_unsigned(nlohmann::json(node.get<uint64_t>()), path, hi);
   if (node.is_number_float()) {
     const double v = node.get<double>();
     if (std::isfinite(v) && v == std::floor(v) && v >= 0 && v < static_cast<double>(hi))

@@ -10,6 +10,7 @@
 
 #include <charconv>
 #include <memory>
+#include <utility>
 
 namespace idtune {
 
@@ -105,6 +106,18 @@ at::Tensor probe(const torch::jit::Module& module, const RewardContext& c, const
   return call_torchscript(module, "forward", {(lo + (hi - lo) * u).to(c.device, c.dtype)}, who);
 }
 
+/// A classifier module, loaded and probed: forward(x) must give logits [B, num_classes].
+/// Returns the module and its number of classes.
+std::pair<std::shared_ptr<const torch::jit::Module>, int64_t> load_classifier(
+    const std::string& path, const RewardContext& c, const std::string& who) {
+  auto module = load_module(path, c);
+  const auto logits = probe(*module, c, who);
+  check(logits.dim() == 2 && logits.size(0) == kProbeBatch, who, " returned shape ",
+        shape_string(logits.sizes()), " on a probe batch of ", kProbeBatch,
+        " images, expected logits [", kProbeBatch, ", num_classes]");
+  return {module, logits.size(1)};
+}
+
 /// classifier:<file.pt>:<class>: log p(class | x) = log_softmax(logits)[class].
 NamedReward classifier(const std::string& argument, const RewardContext& c) {
   const auto colon = argument.rfind(':');
@@ -113,13 +126,11 @@ NamedReward classifier(const std::string& argument, const RewardContext& c) {
   const std::string path = trim(argument.substr(0, colon));
   const int64_t k = parse_index(trim(argument.substr(colon + 1)), "class", c.where);
   const std::string who = c.where + "classifier '" + path + "'";
-  auto module = load_module(path, c);
-  const auto logits = probe(*module, c, who);
-  check(logits.dim() == 2 && logits.size(0) == kProbeBatch, who, " returned shape ",
-        shape_string(logits.sizes()), " on a probe batch of ", kProbeBatch,
-        " images, expected logits [", kProbeBatch, ", num_classes]");
-  check(k < logits.size(1), c.where, "class ", k, " is out of range: classifier '", path, "' has ",
-        logits.size(1), " classes (valid 0..", logits.size(1) - 1, ")");
+  const auto loaded = load_classifier(path, c, who);  // a lambda cannot capture a binding (C++17)
+  const auto& module = loaded.first;
+  const int64_t classes = loaded.second;
+  check(k < classes, c.where, "class ", k, " is out of range: classifier '", path, "' has ",
+        classes, " classes (valid 0..", classes - 1, ")");
   return {"classifier:" + path + ":" + std::to_string(k), [module, who, k](const at::Tensor& x) {
             const auto logits = call_torchscript(*module, "forward", {x}, who);
             check(logits.dim() == 2 && logits.size(1) > k, who, " returned logits of shape ",
@@ -132,11 +143,7 @@ NamedReward classifier(const std::string& argument, const RewardContext& c) {
 NamedReward conditional_classifier(const std::string& argument, const RewardContext& c) {
   const std::string path = trim(argument);
   const std::string who = c.where + "classifier '" + path + "'";
-  auto module = load_module(path, c);
-  const auto logits = probe(*module, c, who);
-  check(logits.dim() == 2 && logits.size(0) == kProbeBatch, who, " returned shape ",
-        shape_string(logits.sizes()), " on a probe batch of ", kProbeBatch,
-        " images, expected logits [", kProbeBatch, ", num_classes]");
+  const auto module = load_classifier(path, c, who).first;
   return {"classifier-cond:" + path, [module, who](const at::Tensor& x, const at::Tensor& labels) {
             check(labels.defined() && labels.scalar_type() == torch::kLong && labels.dim() == 1,
                   who, ": classifier-cond needs each sample's class label: a class-conditional ",
