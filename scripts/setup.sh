@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything idtune needs on Debian 12 and builds it in build/ (Release).
 # Idempotent: packages already present are skipped by apt, the build is incremental.
-#   scripts/setup.sh            install + configure + build
+#   scripts/setup.sh            install + configure + [ "${IDTUNE_SKIP_BUILD:-0}" = 1 ] || build
 #   IDTUNE_SKIP_APT=1 scripts/setup.sh   build only
+#   IDTUNE_WITH_CLANG=1 IDTUNE_SKIP_BUILD=1 scripts/setup.sh   also clang + libFuzzer, no [ "${IDTUNE_SKIP_BUILD:-0}" = 1 ] || build
+#                                        (scripts/sanitize.sh, scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,7 @@ packages=(
   python3-matplotlib
   dataset-fashion-mnist
 )
+[ "${IDTUNE_WITH_CLANG:-0}" = 1 ] && packages+=(clang libclang-rt-dev)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -46,4 +49,4 @@ build() {
 }
 
 [ "${IDTUNE_SKIP_APT:-0}" = 1 ] || { install_packages; select_openblas; }
-build
+[ "${IDTUNE_SKIP_BUILD:-0}" = 1 ] || build

@@ -4,9 +4,11 @@
 // directory's lock, blow-up detection, linear-time `tune` patterns.
 
 #include "idtune/core/atomic_file.h"
+#include "idtune/core/fair_share.h"
 #include "idtune/core/file_lock.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/core/runtime.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
 #include "idtune/run/tune_run.h"
@@ -16,13 +18,19 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
 
 #include <array>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 namespace idtune {
 namespace {
@@ -274,6 +282,58 @@ TEST(Patterns, ABacktrackingPatternRunsInLinearTime) {
         });
       },
       {"optimiser.tune: '(a' is not a valid regular expression"});
+}
+
+TEST(FairShare, ThreadsFollowTheCoresOtherProcessesLeaveFree) {
+  EXPECT_EQ(FairShare::threads_for(2.0, 2), 2);   // alone
+  EXPECT_EQ(FairShare::threads_for(1.8, 2), 2);   // a little background noise
+  EXPECT_EQ(FairShare::threads_for(1.7, 2), 1);   // a core shared: its thread would stall
+  EXPECT_EQ(FairShare::threads_for(1.0, 2), 1);   // beside one busy process
+  EXPECT_EQ(FairShare::threads_for(-0.5, 2), 1);  // at least one
+  EXPECT_EQ(FairShare::threads_for(15.9, 8), 8);  // at most the maximum
+}
+
+TEST(FairShare, BesideAProcessOnEveryCoreItDropsToOneThreadAndWhenDisabledItDoesNot) {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores < 2 || cores > 16) GTEST_SKIP() << cores << " cores: the test busies every core";
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  FairShare fair(/*enabled=*/true, 2), fixed(/*enabled=*/false, 2);
+  std::vector<pid_t> hogs;
+  for (int i = 0; i < cores; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (volatile uint64_t n = 0;; n = n + 1) {
+      }
+    }
+    hogs.push_back(pid);
+  }
+  int threads = 2;
+  for (int i = 0; i < 3 && threads > 1; ++i) {  // a measurement every 0.5 s at most
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    EXPECT_EQ(fixed.rebalance(), 2);
+    threads = fair.rebalance();
+  }
+  for (const pid_t pid : hogs) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  at::set_num_threads(before);
+  EXPECT_EQ(threads, 1);
+}
+
+TEST(Runtime, AThreadCountInTheEnvironmentThatIsNotANumberIsNamed) {
+  const char* old = std::getenv("IDTUNE_NUM_THREADS");
+  const std::string saved = old ? old : "";
+  for (const char* bad : {"two", "0", "-1", "2x", ""}) {
+    setenv("IDTUNE_NUM_THREADS", bad, 1);
+    expect_error([] { use_all_cores(); },
+                 {"IDTUNE_NUM_THREADS='" + std::string(bad) + "'", "between 1 and 4096"});
+  }
+  if (old)
+    setenv("IDTUNE_NUM_THREADS", saved.c_str(), 1);
+  else
+    unsetenv("IDTUNE_NUM_THREADS");
 }
 
 }  // namespace

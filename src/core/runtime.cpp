@@ -1,5 +1,8 @@
 #include "idtune/core/runtime.h"
 
+#include "idtune/core/error.h"
+#include "idtune/core/text.h"
+
 #include <ATen/Parallel.h>
 #include <malloc.h>
 
@@ -11,7 +14,14 @@ namespace idtune {
 
 int use_all_cores() {
   int threads = static_cast<int>(std::thread::hardware_concurrency());
-  if (const char* env = std::getenv("IDTUNE_NUM_THREADS")) threads = std::stoi(env);
+  if (const char* env = std::getenv("IDTUNE_NUM_THREADS")) {
+    char* end = nullptr;
+    const long value = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || value < 1 || value > 4096)
+      throw Error("environment variable IDTUNE_NUM_THREADS='" + clipped(env, 60) +
+                  "': expected a number of threads between 1 and 4096");
+    threads = static_cast<int>(value);
+  }
   if (threads > 0) at::set_num_threads(threads);
   return at::get_num_threads();
 }

@@ -159,6 +159,7 @@ bool LangevinRun::run() {
       finished = false;
       break;
     }
+    fair_share_.rebalance();
     const auto report = trainer_->step();
     log_step(report,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -184,6 +184,7 @@ bool TuneRun::run() {
                    trainer_->iteration());
       return false;
     }
+    fair_share_.rebalance();
     const auto t0 = std::chrono::steady_clock::now();
     const auto report = trainer_->step();
     const auto t1 = std::chrono::steady_clock::now();
@@ -225,6 +226,7 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
                                {"grad_norm", r.grad_norm},
                                {"lr", r.lr},
                                {"sample_steps_per_s", r.sample_steps / seconds},
+                               {"threads", at::get_num_threads()},
                                {"wall_time_s", wall_time_}};
   std::ofstream metrics(path("metrics.jsonl"), std::ios::app);
   metrics << dump_json(line) << "\n";

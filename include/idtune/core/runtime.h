@@ -5,7 +5,9 @@
 namespace idtune {
 
 /// LibTorch starts with one intra-op thread on Debian's build: use every core (or
-/// $IDTUNE_NUM_THREADS when set). Returns the number of threads in use.
+/// $IDTUNE_NUM_THREADS when set: a number from 1 to 4096, else an Error naming it). Returns the
+/// number of threads in use. While a run goes on, FairShare (fair_share.h) lowers them when
+/// other processes take cores, unless $IDTUNE_NUM_THREADS is set.
 int use_all_cores();
 
 /// Keeps freed activations in glibc's heap instead of returning them to the OS after every

@@ -11,6 +11,7 @@
 //   theta.json       the final θ (and mixture weights): feed it back with --set theta0=[...]
 //   particles.csv    the final particles, one per line
 
+#include "idtune/core/fair_share.h"
 #include "idtune/langevin/config.h"
 #include "idtune/langevin/trainer.h"
 
@@ -42,6 +43,7 @@ class LangevinRun {
   std::shared_ptr<const GaussianMixture> mixture_;  // when the potential is one
   std::unique_ptr<LangevinTrainer> trainer_;
   at::Tensor target_;  // canonical θ* when the reference is a comparable mixture
+  FairShare fair_share_ = FairShare::from_environment();  // threads, between steps
 };
 
 /// The potential, θ₀, rewards and reference a config describes (files loaded and checked).

@@ -11,6 +11,7 @@
 //   samples/           before.png, step_NNNNNN.png, after.png: the same noise every time
 //   tuned.pt, .json    the exported model (EMA weights when EMA is on) and its card
 
+#include "idtune/core/fair_share.h"
 #include "idtune/core/file_lock.h"
 #include "idtune/diffusion/score_model.h"
 #include "idtune/training/reward.h"
@@ -55,6 +56,7 @@ class TuneRun {
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<Reward> reward_;
   std::unique_ptr<FileLock> lock_;  // held from the first write to the run directory
+  FairShare fair_share_ = FairShare::from_environment();  // threads, between iterations
   int64_t saved_iteration_ = 0;     // the iteration of the checkpoint on disk
   double wall_time_offset_ = 0;     // seconds of earlier sessions (resume)
   double wall_time_ = 0;
