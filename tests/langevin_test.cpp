@@ -134,7 +134,7 @@ TEST(LangevinGradient, RewardGradientIsMinusTheDerivativeOfTheMeanReward) {
   // ∇θ E_π[R] = −Cov_π[R, ∇θV]: Γ_rew from exact samples vs central differences of E_π[R] by
   // quadrature, with an indicator reward (never differentiated). Descending Γ raises E_π[R].
   const auto reward = indicator_reward();
-  const auto [points, area] = grid(9.0, 360);
+  const auto points = grid(9.0, 360).first;  // not a structured binding: a lambda captures it
   const auto rewards_on_grid = reward(points);
   for (auto parameters : {MixtureParameters::Logits, MixtureParameters::Full}) {
     const auto mixture = small_mixture(parameters);
@@ -157,7 +157,9 @@ TEST(LangevinGradient, RewardGradientIsMinusTheDerivativeOfTheMeanReward) {
 TEST(LangevinGradient, ReferenceGradientIsTheDerivativeOfTheKl) {
   // ∇θ KL(p_ref ‖ π_θ) = E_ref[∇θV] − E_π[∇θV]: Γ_ref from exact samples of both vs central
   // differences of the KL by quadrature. Descending Γ_ref lowers the KL.
-  const auto [points, area] = grid(10.0, 360);
+  const auto quadrature = grid(10.0, 360);  // no structured binding: C++17 lambdas can't
+  const auto& points = quadrature.first;    // capture one (clang refuses it)
+  const double area = quadrature.second;
   for (auto parameters : {MixtureParameters::Logits, MixtureParameters::Full}) {
     const auto mixture = small_mixture(parameters);
     const auto theta = mixture.pack(torch::tensor({0.3, -0.5, 1.0}, kF64));

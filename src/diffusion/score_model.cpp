@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 namespace idtune {
 
@@ -26,6 +27,8 @@ struct ScoreModel::State {
   std::shared_ptr<const torch::jit::Module> decoder;
   /// A conditional model's tensor null condition [1, shape…] (null_file), on the device.
   at::Tensor null_tensor;
+  /// Low-rank adapters (null: none); a copy of the model gets copies of them.
+  std::shared_ptr<LoraAdapters> lora;
 };
 
 namespace {
@@ -55,10 +58,17 @@ ScoreModel::ScoreModel(std::shared_ptr<State> state) : state_(std::move(state)) 
 
 ScoreModel::ScoreModel(torch::jit::Module module, ModelCard card, const ScoreModelOptions& options,
                        std::string name, at::Tensor null_tensor)
-    : state_(std::make_shared<State>(State{
-          std::move(module), card, Schedule(card.schedule), options, std::move(name), {}, {}})) {
+    : state_(std::make_shared<State>(State{std::move(module),
+                                           card,
+                                           Schedule(card.schedule),
+                                           options,
+                                           std::move(name),
+                                           {},
+                                           {},
+                                           {}})) {
   check(options.dtype == c10::kFloat || options.dtype == c10::kDouble, state_->name,
         ": dtype must be float32 or float64");
+  check_precision(options.precision, options.device, options.dtype);
   if (const auto& c = card.condition;
       c && c->kind == ConditionKind::Tensor && !c->null_file.empty()) {
     check(null_tensor.defined() && null_tensor.sizes() == c10::IntArrayRef(c->shape), state_->name,
@@ -191,8 +201,13 @@ at::Tensor ScoreModel::network(const at::Tensor& x, const at::Tensor& t,
                                const at::Tensor& c) const {
   const auto& s = *state_;
   check_presence(c);
-  if (!s.card.condition) return call_torchscript(s.module, "forward", {x, network_time(t)}, s.name);
-  return call_torchscript(s.module, "forward", {x, network_time(t), c}, s.name);
+  std::optional<LoraAdapters::Applied> adapted;  // W₀ + (α/r) B A in float32, then autocast
+  if (s.lora) adapted.emplace(*s.lora, s.module);
+  const AutocastGuard autocast(s.options.precision, s.options.device);
+  std::vector<at::Tensor> inputs{x, network_time(t)};
+  if (s.card.condition) inputs.push_back(c);
+  const auto out = call_torchscript(s.module, "forward", inputs, s.name);
+  return out.scalar_type() == s.options.dtype ? out : out.to(s.options.dtype);
 }
 
 void ScoreModel::check_presence(const at::Tensor& c) const {
@@ -288,6 +303,7 @@ const Schedule& ScoreModel::schedule() const { return state_->schedule; }
 const std::string& ScoreModel::name() const { return state_->name; }
 c10::Device ScoreModel::device() const { return state_->options.device; }
 c10::ScalarType ScoreModel::dtype() const { return state_->options.dtype; }
+Precision ScoreModel::precision() const { return state_->options.precision; }
 
 std::vector<int64_t> ScoreModel::batch_shape(int64_t batch) const {
   return with_batch(batch, state_->card.shape);
@@ -297,6 +313,8 @@ std::vector<std::pair<std::string, at::Tensor>> ScoreModel::named_parameters() c
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& p : state_->module.named_parameters(/*recurse=*/true))
     if (p.value.is_floating_point()) out.emplace_back(p.name, p.value);
+  if (state_->lora)
+    for (auto& adapter : state_->lora->named_parameters()) out.push_back(std::move(adapter));
   return out;
 }
 
@@ -316,11 +334,30 @@ ScoreModel ScoreModel::clone() const {
   const auto original = state_->module.parameters();
   auto copy = state->module.parameters().begin();
   for (const auto& p : original) (*copy++).requires_grad_(p.requires_grad());
+  if (state_->lora) state->lora = std::make_shared<LoraAdapters>(state_->lora->clone());
   return ScoreModel(std::move(state));
 }
 
-ScoreModel ScoreModel::frozen_copy() const {
+void ScoreModel::add_lora(const LoraOptions& options, uint64_t seed) {
+  auto& s = *state_;
+  check(!s.lora, s.name, ": the model has adapters already");
+  s.lora = std::make_shared<LoraAdapters>(s.module, options, seed, s.name);
+  for (auto p : s.module.parameters()) p.requires_grad_(false);
+}
+
+const LoraAdapters* ScoreModel::lora() const { return state_->lora.get(); }
+
+ScoreModel ScoreModel::merged() const {
   auto copy = clone();
+  if (copy.state_->lora) {
+    copy.state_->lora->merge_into(copy.state_->module);
+    copy.state_->lora.reset();
+  }
+  return copy;
+}
+
+ScoreModel ScoreModel::frozen_copy() const {
+  auto copy = merged();
   for (auto p : copy.state_->module.parameters()) p.requires_grad_(false);
   return copy;
 }
@@ -335,6 +372,7 @@ std::vector<std::string> saved_model_files(const std::string& model_path) {
 void ScoreModel::save(const std::string& model_path) const { save(model_path, state_->card); }
 
 void ScoreModel::save(const std::string& model_path, const ModelCard& card) const {
+  if (state_->lora) return merged().save(model_path, card);
   // The files beside it and the card first, the model last: a model file never lacks them.
   // The decoder and the null condition travel with the model: its folder is self-contained.
   check_writable_target(model_path);

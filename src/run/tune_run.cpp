@@ -63,8 +63,12 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
   // Errors name the config and the key whose file, spec or value failed.
   const auto& source = config_.source;
   at_json_path(source, "/output/run_dir", [&] { check_directory_path(config_.output.run_dir); });
-  const ScoreModelOptions model_options = at_json_path(source, "/device", [&] {
+  ScoreModelOptions model_options = at_json_path(source, "/device", [&] {
     return ScoreModelOptions{parse_device(config_.device), parse_dtype(config_.dtype)};
+  });
+  model_options.precision = config_.precision;
+  at_json_path(source, "/precision", [&] {
+    check_precision(config_.precision, model_options.device, model_options.dtype);
   });
   auto model = at_json_path(source, "/model",
                             [&] { return ScoreModel::load(config_.model, model_options); });
@@ -154,6 +158,7 @@ void TuneRun::prepare_run_directory() {
   // (tuned.pt) only when its run is.
   std::error_code ec;
   for (const auto& file : saved_model_files(path("tuned.pt"))) fs::remove(file, ec);
+  for (const auto* file : {"tuned_lora.pt", "tuned_lora.json"}) fs::remove(path(file), ec);
   fs::remove(path("samples/after.png"), ec);
   write_json_file(path("config.json"), to_json(config_));
 }
@@ -186,7 +191,18 @@ bool TuneRun::run() {
     }
     fair_share_.rebalance();
     const auto t0 = std::chrono::steady_clock::now();
-    const auto report = trainer_->step();
+    IterationReport report;
+    try {
+      report = trainer_->step();
+    } catch (const NonFiniteGradients&) {  // θ is the last good one: keep it
+      if (trainer_->iteration() > saved_iteration_) save_checkpoint();
+      spdlog::error("the checkpoint '{}' holds θ before the non-finite gradients",
+                    path("checkpoint.pt"));
+      throw;
+    }
+    if (report.skipped)
+      spdlog::warn("iteration {}: the gradient was not finite; update skipped ({} so far)",
+                   report.iteration, report.skipped_updates);
     const auto t1 = std::chrono::steady_clock::now();
     wall_time_ = wall_time_offset_ + std::chrono::duration<double>(t1 - start).count();
     log_iteration(report, std::chrono::duration<double>(t1 - t0).count());
@@ -226,6 +242,7 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
                                {"grad_norm", r.grad_norm},
                                {"lr", r.lr},
                                {"sample_steps_per_s", r.sample_steps / seconds},
+                               {"skipped_updates", r.skipped_updates},
                                {"threads", at::get_num_threads()},
                                {"wall_time_s", wall_time_}};
   std::ofstream metrics(path("metrics.jsonl"), std::ios::app);
@@ -283,6 +300,10 @@ void TuneRun::export_tuned_model() const {
                      {"updates", trainer_->updates()},
                      {"method", name_of(t.method, method_names())},
                      {"sampler", to_json(t.sampler)}};
+  if (const auto* lora = tuned.lora()) {  // the adapters alone, then the merged model
+    lora->save(path("tuned_lora.pt"), config_.model);
+    spdlog::info("wrote '{}' (+ .json): the adapters alone", path("tuned_lora.pt"));
+  }
   tuned.save(path("tuned.pt"), card);
   spdlog::info("wrote '{}' (+ card)", path("tuned.pt"));
   if (config_.output.grids) write_grid(tuned, "after.png");

@@ -1,9 +1,9 @@
 #include "idtune/training/trainer.h"
 
 #include "idtune/core/error.h"
+#include "idtune/core/name_patterns.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 
-#include <re2/re2.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -26,26 +26,13 @@ const NameTable<GradientEstimator>& gradient_estimator_names() {
 }
 
 void select_trainable(const ScoreModel& model, const std::vector<std::string>& patterns) {
-  // RE2: matching takes time linear in the name whatever the pattern (std::regex backtracks:
-  // "(a+)+$" hung a run).
-  std::vector<std::unique_ptr<re2::RE2>> regexes;
-  for (const auto& p : patterns) {
-    regexes.push_back(std::make_unique<re2::RE2>(p, re2::RE2::Quiet));
-    check(regexes.back()->ok(), "optimiser.tune: '", p, "' is not a valid regular expression (",
-          regexes.back()->error(), "; RE2 syntax: no backreferences or lookaround)");
-  }
-  std::vector<bool> used(patterns.size(), false);
-  std::string names;
+  NamePatterns tune(patterns, "optimiser.tune");
+  std::vector<std::string> names;
   for (auto& [name, p] : model.named_parameters()) {
-    names += (names.empty() ? "" : ", ") + name;
-    bool tune = patterns.empty();
-    for (size_t i = 0; i < regexes.size(); ++i)
-      if (re2::RE2::PartialMatch(name, *regexes[i])) tune = used[i] = true;
-    p.requires_grad_(tune);
+    names.push_back(name);
+    p.requires_grad_(tune.empty() || tune.matches(name));
   }
-  for (size_t i = 0; i < patterns.size(); ++i)
-    check(used[i], "optimiser.tune: pattern '", patterns[i], "' matches no parameter of '",
-          model.name(), "' (parameters: ", names, ")");
+  tune.check_all_used("parameter", model.name(), names);
 }
 
 void validate(const OptimiserOptions& o) {
@@ -62,6 +49,8 @@ void validate(const OptimiserOptions& o) {
                "must be in [0, 1e9] (0: off)");
   check_option(finite_in(o.ema_decay, 0, 1) && o.ema_decay < 1, "optimiser.ema_decay", o.ema_decay,
                "must be in [0, 1) (0: off)");
+  check_option(o.max_skipped_in_a_row >= 1 && o.max_skipped_in_a_row <= 1000000,
+               "optimiser.max_skipped_in_a_row", o.max_skipped_in_a_row, "must be in [1, 1e6]");
 }
 
 namespace {
@@ -88,7 +77,13 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
   validate(o);
   check_option(options_.backprop_steps >= 1, "algorithm.backprop_steps", options_.backprop_steps,
                "must be >= 1");
-  select_trainable(model_, o.tune);
+  if (options_.lora.rank > 0) {
+    check_option(o.tune.empty(), "optimiser.tune", o.tune.size(),
+                 "must be empty with lora: lora.targets selects the adapted weights");
+    model_.add_lora(options_.lora, options_.seed);
+  } else {
+    select_trainable(model_, o.tune);
+  }
   model_.check_differentiable();  // before any sampling: a model without derivatives fails here
   // Conditions: a conditional model needs a set; every label in range, every tensor's shape.
   if (options_.conditions)
@@ -122,6 +117,7 @@ IterationReport Trainer::step() {
   std::optional<AdjointGradient> gradient;
   IterationReport report;
   report.iteration = iteration_++;
+  report.skipped_updates = skipped_updates_;
   if (is_backprop(options_.method)) {
     gradient = backprop_gradient();
     report.sample_steps = sampler_.num_steps() * options_.batch;
@@ -137,8 +133,7 @@ IterationReport Trainer::step() {
   }
   if (!gradient) return report;
   // θ_{k+1} = Adam(θ_k, ∇ℓ) with ℓ = −E[J] = −λE[R] + β KL.
-  report.updated = true;
-  report.grad_norm = apply(std::move(gradient->grad));
+  report.grad_norm = apply(std::move(gradient->grad), report);
   report.reward_mean = gradient->reward.mean().item<double>();
   report.reward_std = gradient->reward.std().item<double>();
   report.kl = gradient->kl.mean().item<double>();
@@ -182,11 +177,27 @@ AdjointGradient Trainer::backprop_gradient() {
   return {grads, unrolled.reward, unrolled.kl};
 }
 
-double Trainer::apply(std::vector<at::Tensor> ascent) {
+double Trainer::apply(std::vector<at::Tensor> ascent, IterationReport& report) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) params_[i].mutable_grad() = -ascent[i];
   const double clip = options_.optimiser.clip_grad_norm;
   const double norm = torch::nn::utils::clip_grad_norm_(params_, clip > 0 ? clip : INFINITY);
+  if (!std::isfinite(norm)) {  // θ, Adam's moments and the EMA stay as they are
+    report.skipped_updates = ++skipped_updates_;
+    report.skipped = true;
+    const int64_t limit = options_.optimiser.max_skipped_in_a_row;
+    if (++skipped_in_a_row_ >= limit)
+      throw NonFiniteGradients(
+          model_.name() + ": the gradient was not finite " + std::to_string(limit) +
+          " times in a row (iterations " + std::to_string(iteration_ - limit) + " to " +
+          std::to_string(iteration_ - 1) + "); θ is the last good one, of update " +
+          std::to_string(updates_) +
+          ". Lower optimiser.lr, set optimiser.clip_grad_norm, or use precision bf16 or fp32 "
+          "instead of fp16");
+    return norm;
+  }
+  skipped_in_a_row_ = 0;
+  report.updated = true;
   optimiser_->step();
   ++updates_;
   update_ema();

@@ -141,6 +141,11 @@ nlohmann::json Trainer::signature() const {
           {"algorithm.warm_start", o.warm_start},
           {"algorithm.backprop_steps", o.backprop_steps},
           {"dtype", c10::toString(model_.dtype())},
+          {"precision", name_of(model_.precision(), precision_names())},
+          {"lora", o.lora.rank > 0 ? nlohmann::json{{"rank", o.lora.rank},
+                                                    {"alpha", o.lora.alpha},
+                                                    {"targets", o.lora.targets}}
+                                   : nlohmann::json()},
           {"objective.lambda", o.objective.lambda},
           {"objective.beta", o.objective.beta},
           {"seed", o.seed},
@@ -153,6 +158,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   archive.write("signature", c10::IValue(signature().dump()));
   write_int(archive, "iteration", iteration_);
   write_int(archive, "updates", updates_);
+  write_int(archive, "skipped_updates", skipped_updates_);
+  write_int(archive, "skipped_in_a_row", skipped_in_a_row_);
   write_int(archive, "next_draft_stream", static_cast<int64_t>(next_draft_stream_));
   write_tensors(archive, "theta", params_);
   write_tensors(archive, "ema", ema_);
@@ -183,9 +190,16 @@ void Trainer::load_checkpoint(const std::string& path) {
   c10::IValue saved;
   check(archive.try_read("signature", saved) && saved.isString(), "checkpoint '", path,
         "' has no run signature (written by an idtune before 0.1.0): start a new run");
-  check_signature(nlohmann::json::parse(saved.toStringRef()), signature(), path);
+  auto saved_signature = nlohmann::json::parse(saved.toStringRef());
+  // Keys added since 0.1.0, with the only value a checkpoint without them can have had.
+  saved_signature.emplace("precision", "fp32");
+  saved_signature.emplace("lora", nullptr);
+  check_signature(saved_signature, signature(), path);
   iteration_ = read_int(archive, "iteration");
   updates_ = read_int(archive, "updates");
+  c10::IValue skipped;  // absent from checkpoints before the skip counters: none skipped
+  skipped_updates_ = archive.try_read("skipped_updates", skipped) ? skipped.toInt() : 0;
+  skipped_in_a_row_ = archive.try_read("skipped_in_a_row", skipped) ? skipped.toInt() : 0;
   next_draft_stream_ = static_cast<uint64_t>(read_int(archive, "next_draft_stream"));
   const auto theta = read_tensors(archive, "theta");
   check(theta.size() == params_.size(), "checkpoint '", path, "' holds ", theta.size(),

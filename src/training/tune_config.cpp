@@ -36,6 +36,14 @@ void parse_optimiser(JsonReader reader, OptimiserOptions& o) {
   reader.read("clip_grad_norm", o.clip_grad_norm);
   reader.read("ema_decay", o.ema_decay);
   reader.read("tune", o.tune);
+  reader.read("max_skipped_in_a_row", o.max_skipped_in_a_row);
+  reader.finish();
+}
+
+void parse_lora(JsonReader reader, LoraOptions& o) {
+  reader.require("rank", o.rank);
+  reader.read("alpha", o.alpha);
+  reader.read("targets", o.targets);
   reader.finish();
 }
 
@@ -58,6 +66,7 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   JsonReader reader(json, source + ": ");
   reader.require("model", c.model);
   read_dtype(reader, c.dtype);
+  reader.read_enum("precision", c.precision, precision_names());
   reader.read("device", c.device);
   reader.read("reward", c.reward);
   reader.read_in_range("iterations", c.iterations, 1, 1000000000);
@@ -70,6 +79,7 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
   if (reader.has("objective")) parse_objective(reader.object("objective"), c.trainer);
   if (reader.has("algorithm")) parse_algorithm(reader.object("algorithm"), c.trainer);
   if (reader.has("optimiser")) parse_optimiser(reader.object("optimiser"), c.trainer.optimiser);
+  if (reader.has("lora")) parse_lora(reader.object("lora"), c.trainer.lora);
   if (reader.has("conditions")) {
     auto conditions = reader.object("conditions");
     conditions.read("classes", c.conditions.classes);
@@ -93,6 +103,7 @@ nlohmann::json to_json(const TuneConfig& c) {
       {"model", c.model},
       {"device", c.device},
       {"dtype", c.dtype},
+      {"precision", name_of(c.precision, precision_names())},
       {"reward", c.reward},
       {"iterations", c.iterations},
       {"batch", t.batch},
@@ -112,7 +123,8 @@ nlohmann::json to_json(const TuneConfig& c) {
         {"weight_decay", o.weight_decay},
         {"clip_grad_norm", o.clip_grad_norm},
         {"ema_decay", o.ema_decay},
-        {"tune", o.tune}}},
+        {"tune", o.tune},
+        {"max_skipped_in_a_row", o.max_skipped_in_a_row}}},
       {"output",
        {{"run_dir", out.run_dir},
         {"grids", out.grids},
@@ -121,6 +133,8 @@ nlohmann::json to_json(const TuneConfig& c) {
         {"checkpoint_every", out.checkpoint_every},
         {"grid_samples", out.grid_samples},
         {"grid_seed", out.grid_seed}}}};
+  if (t.lora.rank > 0)
+    json["lora"] = {{"rank", t.lora.rank}, {"alpha", t.lora.alpha}, {"targets", t.lora.targets}};
   if (!c.conditions.classes.empty()) json["conditions"] = {{"classes", c.conditions.classes}};
   if (!c.conditions.file.empty()) json["conditions"] = {{"file", c.conditions.file}};
   return json;

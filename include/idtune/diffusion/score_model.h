@@ -4,6 +4,8 @@
 // (score, ε, v or x₀, with or without extra output channels), callers only ever see the score.
 // A latent model also holds its decoder: images() are what rewards and grids see.
 
+#include "idtune/core/precision.h"
+#include "idtune/diffusion/lora.h"
 #include "idtune/diffusion/model_card.h"
 #include "idtune/diffusion/schedule.h"
 
@@ -27,6 +29,8 @@ struct ScoreModelOptions {
   c10::Device device = c10::kCPU;
   /// Floating type of parameters and samples: float32 or float64.
   c10::ScalarType dtype = c10::kFloat;
+  /// The network's calls under autocast (bf16, fp16) or not (fp32); see precision.h.
+  Precision precision = Precision::Fp32;
 };
 
 class ScoreModel {
@@ -73,22 +77,35 @@ class ScoreModel {
   const std::string& name() const;
   c10::Device device() const;
   c10::ScalarType dtype() const;
+  Precision precision() const;
   /// Sample shape [B, C, H, W] for a batch of `batch`.
   std::vector<int64_t> batch_shape(int64_t batch) const;
 
-  /// Every floating parameter, with its dotted name.
+  /// Every floating parameter, with its dotted name; with adapters, then each adapter's A and
+  /// B ("<weight>.lora_A", ".lora_B").
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   /// The parameters with requires_grad set (θ, the ones tuned).
   std::vector<at::Tensor> trainable_parameters() const;
 
-  /// A deep copy with no trainable parameters: the reference model θ_ref of the KL.
+  /// Puts low-rank adapters on the weights `options.targets` select (A drawn from `seed`, B = 0:
+  /// the model's output is unchanged); from now on only the adapters are trainable.
+  void add_lora(const LoraOptions& options, uint64_t seed);
+  /// The adapters, or null.
+  const LoraAdapters* lora() const;
+  /// A deep copy with the adapters merged into the weights and dropped (a plain copy when
+  /// there are none): the model a user loads.
+  ScoreModel merged() const;
+
+  /// A deep copy with no trainable parameters (adapters merged): the reference model θ_ref of
+  /// the KL.
   ScoreModel frozen_copy() const;
   /// A deep copy (parameters not shared).
   ScoreModel clone() const;
   torch::jit::Module& module() const;
 
   /// Writes the TorchScript file and its card, each atomically (temp file + rename); a latent
-  /// model's decoder goes beside it as `<stem>_decoder.pt`, named by the saved card.
+  /// model's decoder goes beside it as `<stem>_decoder.pt`, named by the saved card. With
+  /// adapters, the merged model is written (the same forward signature: it loads anywhere).
   void save(const std::string& model_path) const;
   /// Same, with a card different from the model's own (e.g. with updated provenance).
   void save(const std::string& model_path, const ModelCard& card) const;

@@ -5,6 +5,7 @@
 // queue (Algorithm 5). The baselines run on the same engine: the nested loop (M = 1) and
 // backpropagation through the sampler (DRaFT, DRaFT-k).
 
+#include "idtune/core/error.h"
 #include "idtune/core/name_table.h"
 #include "idtune/core/noise.h"
 #include "idtune/core/objective.h"
@@ -49,6 +50,9 @@ struct OptimiserOptions {
   double ema_decay = 0.0;
   /// Regular expressions: tune only parameters whose name matches one (empty: all).
   std::vector<std::string> tune;
+  /// A non-finite gradient (fp16 overflow, a model that blows up) skips its update; this many
+  /// in a row stop the run with θ as it was before them.
+  int64_t max_skipped_in_a_row = 5;
 };
 
 /// Throws InvalidOption ("optimiser.<key>") for a value outside its range.
@@ -74,19 +78,33 @@ struct TrainerOptions {
   /// A conditional model's conditions: each batch draws its own from the set (replayable
   /// from the seed); required for a conditional model, refused for an unconditional one.
   std::optional<ConditionSet> conditions{};
+  /// Low-rank adapters (rank > 0): θ is their A and B, drawn from the seed (lora.h).
+  LoraOptions lora;
 };
 
 /// What one outer iteration did.
 struct IterationReport {
   int64_t iteration = 0;
-  /// False while the queue fills (no warm start) or the adjoint queue fills (double queue).
+  /// False while the queue fills (no warm start) or the adjoint queue fills (double queue),
+  /// and when the update was skipped.
   bool updated = false;
+  /// The gradient was not finite: no update (θ, Adam and the EMA unchanged).
+  bool skipped = false;
+  /// Updates skipped so far in the run.
+  int64_t skipped_updates = 0;
   double reward_mean = 0, reward_std = 0, kl = 0, loss = 0, grad_norm = 0, lr = 0;
   /// Per-sample sampling steps this iteration (model evaluations of one image).
   int64_t sample_steps = 0;
   /// The θ version that produced each step of the path whose gradient was applied (Implicit
   /// and Nested with the full adjoint; empty otherwise).
   std::vector<int64_t> theta_versions;
+};
+
+/// Thrown by Trainer::step() when optimiser.max_skipped_in_a_row gradients in a row were not
+/// finite; θ is the last good one (no update was applied since).
+class NonFiniteGradients : public Error {
+ public:
+  using Error::Error;
 };
 
 class Trainer {
@@ -128,7 +146,9 @@ class Trainer {
   /// What the gradients differentiate: θ, its tuned parameters, the reference when β > 0.
   TunedModel tuned() const;
   AdjointGradient backprop_gradient();
-  double apply(std::vector<at::Tensor> ascent);
+  /// Clips and applies one Adam step; skips it when the gradient is not finite. Returns the
+  /// gradient's norm.
+  double apply(std::vector<at::Tensor> ascent, IterationReport& report);
   void update_ema();
 
   TrainerOptions options_;
@@ -146,6 +166,8 @@ class Trainer {
   bool queue_filled_ = false;  // the warm start (or first slot) happens at the first step()
   int64_t iteration_ = 0;
   int64_t updates_ = 0;
+  int64_t skipped_updates_ = 0;
+  int64_t skipped_in_a_row_ = 0;
   uint64_t next_draft_stream_ = 0;
 };
 

@@ -43,6 +43,8 @@ struct TuneConfig {
   std::string device = "cpu";
   /// float32 or float64.
   std::string dtype = "float32";
+  /// The network's calls: fp32, or under autocast in bf16 (CPU, CUDA) or fp16 (CUDA).
+  Precision precision = Precision::Fp32;
   /// Reward spec (see reward.h), e.g. "brightness" or "0.5*red + classifier:c.pt:7".
   std::string reward = "brightness";
   /// Outer iterations of the algorithm.
