@@ -23,9 +23,9 @@ fi
 cmake --build "$build" -j "$(nproc)" --target fuzz_json_inputs
 corpus="$build/fuzz-corpus" findings="$build/fuzz-findings"
 mkdir -p "$corpus" "$findings"
-find "$root/configs" "$root/models" "$root/examples" -name '*.json' -exec cp {} "$corpus/" \;
+find "$root/configs" "$root/models" "$root/examples" -name "*.json" -exec cp {} "$corpus/" \;
+cp "$root"/fuzz/regressions/* "$corpus/"  # inputs that once failed
 export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-export LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0"
 exec "$build/fuzz/fuzz_json_inputs" "$corpus" -artifact_prefix="$findings/" \
   -dict="$root/fuzz/json.dict" -max_total_time="$seconds" -max_len=16384 -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 "$@"

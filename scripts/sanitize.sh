@@ -19,10 +19,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=cl
   -DCMAKE_CXX_FLAGS="$flags -fsanitize=fuzzer-no-link" -DIDTUNE_BUILD_FUZZERS=ON \
   -DIDTUNE_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target idtune_tests fuzz_json_inputs
-# LibTorch's own one-time allocations (operator registries, thread pools) are not ours to
-# free: scripts/sanitizers/lsan.supp names them; a leak in idtune's code still fails.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
-export LSAN_OPTIONS="suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 IDTUNE_NUM_THREADS=1 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" \
   -E 'Embedding.FindPackage|Export.EveryFamily' "$@"

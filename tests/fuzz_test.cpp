@@ -216,10 +216,17 @@ class Mutator {
   Mutation unknown_key() {
     const Target& o = pick_from(objects_);
     Json json = original_;
-    const std::string key = "fuzz_unknown_" + std::to_string(pick(1000));
+    // A third of the keys hold a control character: the message must stay on one line and
+    // show the key JSON-escaped (libFuzzer found a newline in a key splitting the message).
+    const std::string n = std::to_string(pick(1000));
+    const std::vector<std::pair<std::string, std::string>> keys = {
+        {"fuzz_unknown_" + n, "fuzz_unknown_" + n},
+        {"fuzz\nunknown_" + n, "fuzz\\nunknown_" + n},
+        {"fuzz\x01unknown_" + n, "fuzz\\u0001unknown_" + n}};
+    const auto& [key, shown] = keys[pick(keys.size())];
     json[o.pointer][key] = 1;
     return {"unknown key " + (o.pointer / key).to_string(), json.dump(2),
-            o.free_form ? Verdict::Either : Verdict::Refused, key};
+            o.free_form ? Verdict::Either : Verdict::Refused, shown};
   }
 
   /// The original with the value at `t` written as `text` (what nlohmann cannot hold).

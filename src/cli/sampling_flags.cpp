@@ -7,20 +7,27 @@
 namespace idtune::cli {
 
 std::vector<FlagSpec> with_sampling_flags(std::vector<FlagSpec> flags) {
-  flags.insert(flags.end(),
-               {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
-                {"steps", "100", "sampling steps K"},
-                {"spacing", "uniform", "time grid: uniform or quadratic"},
-                {"guidance", "0", "classifier-free guidance scale w (conditional models)"},
-                {"seed", "0", "noise seed"},
-                {"device", "cpu", "cpu or cuda"},
-                {"dtype", "float32", "float32 or float64"}});
+  flags.insert(
+      flags.end(),
+      {{"sampler", "sde-euler", "sde-euler, ode-euler, ddpm or ddim"},
+       {"steps", "100", "sampling steps K"},
+       {"spacing", "uniform", "time grid: uniform or quadratic"},
+       {"guidance", "0", "classifier-free guidance scale w (conditional models)"},
+       {"seed", "0", "noise seed"},
+       {"device", "cpu", "cpu or cuda"},
+       {"dtype", "float32", "float32 or float64"},
+       {"precision", "fp32", "the network's calls: fp32, bf16 (autocast) or fp16 (CUDA)"}});
   return flags;
 }
 
 ScoreModelOptions model_options(const Flags& flags) {
-  return {in_context("--device", [&] { return parse_device(flags.text("device")); }),
-          in_context("--dtype", [&] { return parse_dtype(flags.text("dtype")); })};
+  ScoreModelOptions options{
+      in_context("--device", [&] { return parse_device(flags.text("device")); }),
+      in_context("--dtype", [&] { return parse_dtype(flags.text("dtype")); })};
+  options.precision = parse_name(flags.text("precision"), precision_names(), "--precision");
+  in_context("--precision",
+             [&] { check_precision(options.precision, options.device, options.dtype); });
+  return options;
 }
 
 uint64_t noise_seed(const Flags& flags) {

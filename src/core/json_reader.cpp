@@ -25,10 +25,18 @@ struct OpenValue {
   size_t index = 0;
 };
 
+/// A key as a path shows it: as written when it is short printable ASCII, else JSON-escaped
+/// (a newline in a key must not split the message) and clipped.
+std::string key_in_path(const std::string& key) {
+  const bool plain = key.size() <= 60 && std::all_of(key.begin(), key.end(),
+                                                     [](char c) { return c >= 0x20 && c < 0x7f; });
+  return plain ? key : json_excerpt(key);
+}
+
 std::string pointer_of(const std::vector<OpenValue>& open) {
   std::string pointer;
   for (const auto& value : open)
-    pointer += "/" + (value.object ? value.key : std::to_string(value.index));
+    pointer += "/" + (value.object ? key_in_path(value.key) : std::to_string(value.index));
   return pointer.empty() ? "/" : pointer;
 }
 
@@ -138,7 +146,9 @@ JsonReader::JsonReader(const nlohmann::json& object, std::string path)
 
 bool JsonReader::has(const std::string& key) const { return object_.contains(key); }
 
-std::string JsonReader::path_of(const std::string& key) const { return path_ + "/" + key; }
+std::string JsonReader::path_of(const std::string& key) const {
+  return path_ + "/" + key_in_path(key);
+}
 
 const nlohmann::json& JsonReader::at(const std::string& key) {
   known_.push_back(key);

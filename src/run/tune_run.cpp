@@ -169,6 +169,14 @@ bool TuneRun::run() {
   const auto every = [](int64_t n, int64_t i) { return n > 0 && i % n == 0; };
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("tuning {}", summary());
+  int64_t values = 0;
+  const auto theta = trainer_->model().trainable_parameters();
+  for (const auto& p : theta) values += p.numel();
+  const auto& lora = config_.trainer.lora;
+  spdlog::info("θ: {} values in {} tensors{}, precision {}; Adam keeps 2 values for each", values,
+               theta.size(),
+               lora.rank > 0 ? fmt::format(" (LoRA adapters, rank {})", lora.rank) : "",
+               name_of(config_.precision, precision_names()));
   if (config_.trainer.objective.beta == 0)
     spdlog::warn(
         "objective.beta = 0: nothing holds the model near its data, and the path KL is "

@@ -1,7 +1,7 @@
 #pragma once
 // Mixed precision: the network's calls under LibTorch's autocast (bf16 on the CPU, bf16 or
 // fp16 on CUDA), everything else in the model's dtype (float32): θ and Adam's moments, the
-// reward, the sampler's arithmetic and the adjoint's sums (docs/precision.md).
+// reward, the sampler's arithmetic and the adjoint's sums (docs/precision-and-lora.md).
 
 #include "idtune/core/name_table.h"
 
