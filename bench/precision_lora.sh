@@ -31,8 +31,8 @@ sets=(--set sampler.steps=32 --set batch=16 --set algorithm.method=implicit
 declare -A extra=(
   [fp32]=""
   [bf16]="--set precision=bf16"
-  [lora4_fp32]="--set lora.rank=4 --set optimiser.lr=2e-3"
-  [lora4_bf16]="--set lora.rank=4 --set optimiser.lr=2e-3 --set precision=bf16"
+  [lora4_fp32]="--set lora.rank=4 --set optimiser.lr=5e-4"
+  [lora4_bf16]="--set lora.rank=4 --set optimiser.lr=5e-4 --set precision=bf16"
 )
 runs=(fp32 bf16 lora4_fp32 lora4_bf16)
 [[ -x $idtune ]] || { echo "precision_lora.sh: $idtune not found" >&2; exit 1; }

@@ -88,6 +88,42 @@ TEST_F(CliTest, ExportLoadsInPythonAndItsRewardMovedAsReported) {
   EXPECT_NE(check.output.find("export OK"), std::string::npos) << check.output;
 }
 
+TEST_F(CliTest, LoraRunExportsTheMergedModelAndAdaptersThatPythonMergesBack) {
+  // bf16 and LoRA from the config; Python (torch.load, torch.jit.load, hashlib) rebuilds
+  // tuned.pt's weights from the base model and tuned_lora.pt by the formula tuned_lora.json
+  // states, and checks the base model's SHA-1.
+  auto config = config_;
+  config["iterations"] = 6;
+  config["precision"] = "bf16";
+  config["lora"] = {{"rank", 2}, {"alpha", 4}, {"targets", {"^(in|down|up|out)_w$"}}};
+  const auto tune = idtune("tune --config " + write_config(config));
+  ASSERT_EQ(tune.status, 0) << tune.output;
+  EXPECT_NE(tune.output.find("(LoRA adapters, rank 2), precision bf16"), std::string::npos)
+      << tune.output;
+  std::ofstream(dir_.file("merge.py")) << R"(import hashlib, json, sys, torch
+run, base_file = sys.argv[1], sys.argv[2]
+card = json.load(open(run + "/tuned_lora.json"))
+assert card["base_model_sha1"] == hashlib.sha1(open(base_file, "rb").read()).hexdigest()
+adapters = torch.load(run + "/tuned_lora.pt")
+base = dict(torch.jit.load(base_file).named_parameters())
+tuned = dict(torch.jit.load(run + "/tuned.pt").named_parameters())
+worst = 0.0
+for name in card["weights"]:
+    A, B = adapters[name + ".lora_A"], adapters[name + ".lora_B"]
+    merged = base[name] + card["scale"] * (B @ A).reshape(base[name].shape)
+    worst = max(worst, (merged - tuned[name]).abs().max().item())
+moved = max(adapters[n + ".lora_B"].abs().max().item() for n in card["weights"])
+untouched = [n for n in base if n not in card["weights"] and not torch.equal(base[n], tuned[n])]
+print(f"weights {len(card['weights'])} worst {worst:.3g} moved {moved:.3g} untouched {untouched}")
+assert worst < 1e-6 and moved > 0 and not untouched and card["scale"] == 2.0
+print("merge OK")
+)";
+  const auto check = run("/usr/bin/python3 " + dir_.file("merge.py") + " " + run_dir() + " " +
+                         dir_.file("unet.pt"));
+  EXPECT_EQ(check.status, 0) << check.output;
+  EXPECT_NE(check.output.find("merge OK"), std::string::npos) << check.output;
+}
+
 TEST_F(CliTest, CheckValidatesEverythingAndWritesNothing) {
   const std::string tune = "tune --check --config " + write_config(config_);
   auto r = idtune(tune);

@@ -185,6 +185,7 @@ class Mutator {
                                              "-inf",
                                              "",
                                              std::string(100000, 'x'),
+                                             "two\nlines\x01",  // echoed escaped, on one line
                                              Json::array(),
                                              Json::object()};
     const Target& t = pick_from(targets_);

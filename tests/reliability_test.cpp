@@ -8,7 +8,9 @@
 #include "idtune/core/file_lock.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/core/precision.h"
 #include "idtune/core/runtime.h"
+#include "idtune/core/text.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
 #include "idtune/run/tune_run.h"
@@ -105,6 +107,21 @@ TEST(Json, LongValuesAreClippedInMessages) {
   const std::string huge = "{\"v\": \"" + std::string(1 << 20, 'x') + "\"}";
   const auto message = expect_error([&] { read_value<int64_t>(huge); }, {"/v", "characters)"});
   EXPECT_LT(message.size(), 300u);
+}
+
+TEST(Json, ControlCharactersInKeysAndValuesAreEscapedInMessages) {
+  // libFuzzer's two findings: a newline in a key, and in a name value, split the message.
+  const auto json = parse_json(R"({"kind": "gaussi\n-mixture"})", "c.json");
+  expect_error([&] { JsonReader(parse_json(R"({"out\nput": 1})", "c.json"), "c.json: ").finish(); },
+               {"c.json: /\"out\\nput\": unknown key"});
+  expect_error(
+      [&] {
+        JsonReader reader(json, "c.json: ");
+        Precision p{};
+        reader.read_enum("kind", p, precision_names());
+      },
+      {"/kind: \"gaussi\\n-mixture\" is not one of"});
+  EXPECT_EQ(clipped(std::string("a\tb\x01\x7f")), "a\\tb\\u0001\\u007f");
 }
 
 TEST(Json, OnlyRegularFilesOfBoundedSizeAreRead) {

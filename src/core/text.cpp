@@ -1,5 +1,7 @@
 #include "idtune/core/text.h"
 
+#include <cstdio>
+
 namespace idtune {
 
 std::string shape_string(c10::IntArrayRef sizes) {
@@ -9,10 +11,27 @@ std::string shape_string(c10::IntArrayRef sizes) {
 }
 
 std::string clipped(const std::string& text, size_t max) {
-  if (text.size() <= max) return text;
+  std::string shown;  // control characters escaped: a message stays on one line
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      shown += "\\n";
+    } else if (c == '\t') {
+      shown += "\\t";
+    } else if (c == '\r') {
+      shown += "\\r";
+    } else if (byte < 0x20 || byte == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", byte);
+      shown += escaped;
+    } else {
+      shown += c;
+    }
+  }
+  if (shown.size() <= max) return shown;
   size_t end = max;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;  // continuation
-  return text.substr(0, end) + "… (" + std::to_string(text.size()) + " characters)";
+  while (end > 0 && (static_cast<unsigned char>(shown[end]) & 0xC0) == 0x80) --end;  // continuation
+  return shown.substr(0, end) + "… (" + std::to_string(text.size()) + " characters)";
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }

@@ -10,7 +10,8 @@ namespace idtune {
 
 /// "[2, 1, 28, 28]".
 std::string shape_string(c10::IntArrayRef sizes);
-/// `text`, or (when longer than `max` bytes) its start, not splitting a UTF-8 character, then
+/// `text` with control characters escaped (\n, \t, \r, \u00XX: a message stays on one line),
+/// or (when longer than `max` bytes) its start, not splitting a UTF-8 character, then
 /// "… (N characters)": a user's value echoed in a message.
 std::string clipped(const std::string& text, size_t max = 100);
 /// The text up to its first newline.
