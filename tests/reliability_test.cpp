@@ -13,6 +13,8 @@
 #include "idtune/core/text.h"
 #include "idtune/diffusion/sampling.h"
 #include "idtune/diffusion/toy_models.h"
+#include "idtune/langevin/config.h"
+#include "idtune/run/langevin_run.h"
 #include "idtune/run/tune_run.h"
 #include "idtune/training/trainer.h"
 #include "test_helpers.h"
@@ -269,6 +271,19 @@ TEST(BlowUp, ASamplerThatDivergesIsStoppedNamingTheModelAndTheStep) {
   const Noise noise(0);
   expect_error([&] { sample_path(sampler, model, initial_state(model, 2, noise, 0), noise, 0); },
                {model.name(), "NaN or Inf at sampling step", "of 4"});
+}
+
+TEST(BlowUp, DivergingLangevinParticlesStopTheRunNamingTheStepAndGamma) {
+  // The hexagon's potential with a step size 100× the shipped one: the chain explodes within
+  // a few steps; the run must say so rather than end "successfully" with θ unchanged.
+  testing::TempDir dir;
+  auto json = read_json_file(IDTUNE_SOURCE_DIR "/configs/langevin/hexagon.json");
+  json["sampler"]["gamma"] = 20.0;
+  json["steps"] = 200;
+  json["output"]["run_dir"] = dir.file("run");
+  LangevinRun run(parse_langevin_config(json, "hexagon.json"));
+  expect_error([&] { run.run(); },
+               {"langevin: the particles diverged at step", "sampler.gamma = 20"});
 }
 
 TEST(Patterns, ABacktrackingPatternRunsInLinearTime) {

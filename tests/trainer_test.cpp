@@ -198,30 +198,24 @@ TEST(DoubleQueue, GradientEqualsFullAdjointWhenThetaIsFrozen) {
 
 // ---- resume ----
 
-TEST(Checkpoint, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
-  testing::TempDir dir;
-  TrainerOptions o;
-  o.sampler = {SamplerKind::SdeEuler, 4, kTMin};
-  o.queue_slots = 2;
-  o.gradient = GradientEstimator::DoubleQueue;
-  o.batch = 2;
-  o.objective.beta = 0.1;
-  o.optimiser.lr = 1e-2;
-  o.optimiser.ema_decay = 0.9;
+/// Runs 8 iterations uninterrupted, and 5 + checkpoint + a fresh trainer resuming for 3: the
+/// reports and θ (and its EMA) must be bit-identical. Returns the resumed run's checkpoint.
+std::string expect_resume_is_bit_identical(const TrainerOptions& o,
+                                           const std::function<ScoreModel()>& fresh_model,
+                                           const testing::TempDir& dir) {
   auto reward = [](const at::Tensor& x) { return x.flatten(1).mean(1); };
-  auto fresh_model = [] { return make_tiny_unet({}); };
-
   Trainer uninterrupted(o, fresh_model(), reward);
   std::vector<IterationReport> expected;
   for (int i = 0; i < 8; ++i) expected.push_back(uninterrupted.step());
 
+  const std::string checkpoint = dir.file("ckpt.pt");
   {
     Trainer first_half(o, fresh_model(), reward);
     for (int i = 0; i < 5; ++i) first_half.step();
-    first_half.save_checkpoint(dir.file("ckpt.pt"));
+    first_half.save_checkpoint(checkpoint);
   }
   Trainer resumed(o, fresh_model(), reward);
-  resumed.load_checkpoint(dir.file("ckpt.pt"));
+  resumed.load_checkpoint(checkpoint);
   for (int i = 5; i < 8; ++i) {
     const auto r = resumed.step();
     EXPECT_EQ(r.iteration, expected[i].iteration);
@@ -230,10 +224,46 @@ TEST(Checkpoint, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
     EXPECT_EQ(r.grad_norm, expected[i].grad_norm);
   }
   auto a = uninterrupted.model().trainable_parameters(), b = resumed.model().trainable_parameters();
+  EXPECT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
   auto ea = uninterrupted.export_model().trainable_parameters();
   auto eb = resumed.export_model().trainable_parameters();
   for (size_t i = 0; i < ea.size(); ++i) EXPECT_TRUE(torch::equal(ea[i], eb[i])) << "EMA " << i;
+  return checkpoint;
+}
+
+TrainerOptions resume_options() {
+  TrainerOptions o;
+  o.sampler = {SamplerKind::SdeEuler, 4, kTMin};
+  o.queue_slots = 2;
+  o.gradient = GradientEstimator::DoubleQueue;
+  o.batch = 2;
+  o.objective.beta = 0.1;
+  o.optimiser.lr = 1e-2;
+  o.optimiser.ema_decay = 0.9;
+  return o;
+}
+
+TEST(Checkpoint, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
+  testing::TempDir dir;
+  expect_resume_is_bit_identical(
+      resume_options(), [] { return make_tiny_unet({}); }, dir);
+}
+
+TEST(Checkpoint, ResumeWithLoraAdaptersIsBitIdenticalAndNeedsThem) {
+  testing::TempDir dir;
+  auto o = resume_options();
+  o.lora.rank = 3;
+  o.lora.alpha = 6;
+  o.lora.targets = {"^(in|down|up|out|time)_w$"};
+  const auto checkpoint = expect_resume_is_bit_identical(
+      o, [] { return make_tiny_unet({}); }, dir);
+  // θ is the adapters (5 weights × A, B); a run without them does not resume this checkpoint.
+  Trainer with(o, make_tiny_unet({}), [](const at::Tensor& x) { return x.flatten(1).mean(1); });
+  EXPECT_EQ(with.model().trainable_parameters().size(), 10u);
+  o.lora = {};
+  Trainer without(o, make_tiny_unet({}), [](const at::Tensor& x) { return x.flatten(1).mean(1); });
+  testing::expect_error([&] { without.load_checkpoint(checkpoint); }, {"saved lora"});
 }
 
 /// A checkpoint of a run with these options and this model, after one step.

@@ -131,9 +131,10 @@ LangevinReport LangevinTrainer::step() {
   torch::NoGradGuard no_grad;
   const auto& x = chain_.particles();
   const double largest = x.abs().max().item<double>();
-  check(std::isfinite(largest) && largest <= kDivergedParticle, "langevin: the particles diverged at step ",
-        iteration_ + 1, " (largest |x| = ", largest, "): the step size sampler.gamma = ",
-        options_.gamma, " is too large for this potential: lower it and start again");
+  check(std::isfinite(largest) && largest <= kDivergedParticle,
+        "langevin: the particles diverged at step ", iteration_ + 1, " (largest |x| = ", largest,
+        "): the step size sampler.gamma = ", options_.gamma,
+        " is too large for this potential: lower it and start again");
   report.sampling_steps = chain_.steps();
   report.reward_mean = problem_.reward ? problem_.reward(x).mean().item<double>()
                                        : std::numeric_limits<double>::quiet_NaN();
