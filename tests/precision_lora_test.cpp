@@ -16,6 +16,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -179,6 +180,23 @@ TEST(Lora, TargetsThatSelectNothingOrNotAWeightMatrixAreRefused) {
         Trainer(t, make_tiny_unet(tiny()), [](const at::Tensor& x) { return x.mean({1, 2, 3}); });
       },
       {"optimiser.tune", "lora.targets"});
+}
+
+TEST(Lora, AWeightThatDoesNotReachTheOutputIsRefused) {
+  // As a frozen graph (weights inlined as constants) would be: adapters that cannot learn.
+  torch::jit::Module m("NotAllUsed");
+  m.register_parameter("used_weight", torch::eye(4, torch::kFloat64), false);
+  m.register_parameter("unused_weight", torch::ones({2, 2}, torch::kFloat64), false);
+  m.define("def forward(self, x, t):\n    return torch.matmul(x, self.used_weight)\n");
+  const ScoreModel model(m, make_tiny_unet(tiny()).card(), {c10::kCPU, c10::kDouble}, "m.pt");
+  testing::expect_error(
+      [&] {
+        model.clone().add_lora(LoraOptions{2, 0, {}}, 0);
+      },
+      {"m.pt: lora: the weight 'unused_weight' does not reach"});
+  auto used_only = model.clone();
+  used_only.add_lora(LoraOptions{2, 0, {"^used"}}, 0);
+  EXPECT_EQ(used_only.trainable_parameters().size(), 2u);
 }
 
 TEST(Precision, Bf16NeedsFloat32AndFp16NeedsCuda) {

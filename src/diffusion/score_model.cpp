@@ -343,6 +343,23 @@ void ScoreModel::add_lora(const LoraOptions& options, uint64_t seed) {
   check(!s.lora, s.name, ": the model has adapters already");
   s.lora = std::make_shared<LoraAdapters>(s.module, options, seed, s.name);
   for (auto p : s.module.parameters()) p.requires_grad_(false);
+  // Every adapted weight must reach the output: a graph that inlined its weights as constants
+  // (torch.jit.freeze) would ignore the slots, and its adapters would silently learn nothing.
+  torch::AutoGradMode grad(true);
+  const auto options_of = torch::dtype(s.options.dtype).device(s.options.device);
+  const auto x = torch::randn(batch_shape(2), options_of);
+  const auto t = torch::full({2}, 0.5 * s.schedule.t_max(), options_of);
+  const auto adapters = s.lora->named_parameters();
+  std::vector<at::Tensor> b;
+  for (size_t i = 1; i < adapters.size(); i += 2) b.push_back(adapters[i].second);
+  const auto out = score(x, t, probe_conditions(2));
+  const auto grads = torch::autograd::grad({out}, b, {torch::ones_like(out)}, false, false, true);
+  const auto targets = s.lora->targets();
+  for (size_t i = 0; i < grads.size(); ++i)
+    check(grads[i].defined(), s.name, ": lora: the weight '", targets[i],
+          "' does not reach forward's output (a frozen graph with its weights inlined, or an ",
+          "unused parameter): export the model without torch.jit.freeze, or leave it out of ",
+          "lora.targets");
 }
 
 const LoraAdapters* ScoreModel::lora() const { return state_->lora.get(); }
