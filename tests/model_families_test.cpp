@@ -40,7 +40,13 @@ struct Family {
   // used in the adjoint check, the tune and the Python check.
   nlohmann::json conditions = nullptr;
   double guidance = 0;
+  // Merged into the tune's config: LoRA and bf16 on the attention families.
+  nlohmann::json tune_with = nullptr;
 };
+
+/// LoRA adapters (every weight matrix, attention's in_proj_weight included) and bf16 autocast.
+const nlohmann::json kLoraBf16 = {
+    {"lora", {{"rank", 2}}}, {"precision", "bf16"}, {"optimiser", {{"lr", 1e-2}}}};
 
 std::string with_dir(std::string text, const std::string& dir) {
   for (size_t at; (at = text.find("{dir}")) != std::string::npos;) text.replace(at, 5, dir);
@@ -102,9 +108,13 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
       {"iterations", 6},
       {"output", {{"run_dir", file("run")}, {"log_every", 0}}}};
   if (!conditions.is_null()) config["conditions"] = conditions;
+  if (!f.tune_with.is_null()) config.merge_patch(f.tune_with);
   write_json_file(file("run.json"), config);
   const auto tuned = run(IDTUNE_EXECUTABLE " tune --config " + file("run.json"));
   ASSERT_EQ(tuned.status, 0) << tuned.output;
+  if (!f.tune_with.is_null())
+    EXPECT_NE(tuned.output.find("(LoRA adapters, rank 2), precision bf16"), std::string::npos)
+        << tuned.output;
   // The tuned model loads with everything beside it (decoder, null condition).
   EXPECT_NO_THROW(ScoreModel::load(file("run/tuned.pt"), {c10::kCPU, c10::kFloat}));
   std::string classes;  // idtune eval draws labels itself; tensor conditions it cannot draw
@@ -139,12 +149,13 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // ε DDPM U-Net with nn.MultiheadAttention and integer time: scripting fails, the
         // exporter traces with autograd on (no inference-only attention kernel recorded).
+        // Tuned with LoRA in bf16.
         Family{"ddpm_attention", "ddpm_attention_unet.py --steps 0 --out {dir}/state.pt",
                "--module " + kFamilies +
                    "ddpm_attention_unet.py --class Model --state-dict "
                    "{dir}/state.pt --shape 3 16 16 --prediction epsilon" +
                    kDdpmSchedule,
-               "brightness"},
+               "brightness", nullptr, 0, kLoraBf16},
         // lucidrains style: v-prediction, the wrapper's own alphas_cumprod.
         Family{
             "v_prediction", "v_prediction_unet.py --steps 0 --out {dir}/state.pt",
@@ -203,7 +214,8 @@ INSTANTIATE_TEST_SUITE_P(
                "channel-mean:2",
                {{"classes", {0, 1, 2}}},
                1.0},
-        // Cross-attention on text-encoder states [4, 8], with the empty prompt as ∅.
+        // Cross-attention on text-encoder states [4, 8], with the empty prompt as ∅; tuned with
+        // LoRA in bf16.
         Family{"text_conditional",
                "cross_attention_unet.py --steps 0 --out {dir}/state.pt --null-out {dir}/null.pt "
                "--prompts-out {dir}/prompts.pt",
@@ -214,7 +226,8 @@ INSTANTIATE_TEST_SUITE_P(
                    kDdpmSchedule,
                "brightness",
                {{"file", "{dir}/prompts.pt"}},
-               1.0}),
+               1.0,
+               kLoraBf16}),
     [](const ::testing::TestParamInfo<Family>& info) { return info.param.name; });
 
 }  // namespace
