@@ -112,9 +112,10 @@ TEST_P(ModelFamily, ExportsTunesAndLoadsBackInPython) {
   write_json_file(file("run.json"), config);
   const auto tuned = run(IDTUNE_EXECUTABLE " tune --config " + file("run.json"));
   ASSERT_EQ(tuned.status, 0) << tuned.output;
-  if (!f.tune_with.is_null())
+  if (!f.tune_with.is_null()) {
     EXPECT_NE(tuned.output.find("(LoRA adapters, rank 2), precision bf16"), std::string::npos)
         << tuned.output;
+  }
   // The tuned model loads with everything beside it (decoder, null condition).
   EXPECT_NO_THROW(ScoreModel::load(file("run/tuned.pt"), {c10::kCPU, c10::kFloat}));
   std::string classes;  // idtune eval draws labels itself; tensor conditions it cannot draw
