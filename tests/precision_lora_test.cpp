@@ -6,6 +6,7 @@
 
 #include "idtune/core/json_reader.h"
 #include "idtune/core/precision.h"
+#include "idtune/core/text.h"
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 #include "idtune/diffusion/lora.h"
@@ -61,7 +62,7 @@ LoraOptions lora(int64_t rank = 3, double alpha = 6.0) {
 void randomise_b(const ScoreModel& model) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : model.lora()->named_parameters())
-    if (name.size() > 7 && name.substr(name.size() - 7) == ".lora_B") p.normal_(0.0, 0.3);
+    if (ends_with(name, ".lora_B")) p.normal_(0.0, 0.3);
 }
 
 at::Tensor probe_x(const ScoreModel& model) {

@@ -135,20 +135,26 @@ at::Tensor ScoreModel::images(const at::Tensor& samples) const {
                           s.name + " decoder");
 }
 
-void ScoreModel::check_differentiable() const {
+std::vector<at::Tensor> ScoreModel::probe_gradients(const std::vector<at::Tensor>& wrt) const {
   const auto& s = *state_;
   torch::AutoGradMode grad(true);
   const auto options = torch::dtype(s.options.dtype).device(s.options.device);
   const auto x = torch::randn(batch_shape(2), options).requires_grad_(true);
   const auto t = torch::full({2}, 0.5 * s.schedule.t_max(), options);
   std::vector<at::Tensor> inputs{x};
-  for (const auto& p : trainable_parameters()) inputs.push_back(p);
+  inputs.insert(inputs.end(), wrt.begin(), wrt.end());
+  const auto out = score(x, t, probe_conditions(2));
+  auto grads = torch::autograd::grad({out}, inputs, {torch::ones_like(out)}, /*retain_graph=*/false,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+  grads.erase(grads.begin());
+  return grads;
+}
+
+void ScoreModel::check_differentiable() const {
   try {
-    const auto out = score(x, t, probe_conditions(2));
-    torch::autograd::grad({out}, inputs, {torch::ones_like(out)}, /*retain_graph=*/false,
-                          /*create_graph=*/false, /*allow_unused=*/true);
+    probe_gradients(trainable_parameters());
   } catch (const std::exception& e) {
-    throw Error(s.name + ": the model cannot be differentiated (" + error_summary(e) +
+    throw Error(state_->name + ": the model cannot be differentiated (" + error_summary(e) +
                 "). A graph traced under torch.no_grad() or in eval mode records inference-only "
                 "kernels such as aten::_native_multi_head_attention: re-export it with "
                 "scripts/export_model.py, which traces with autograd on and checks this");
@@ -345,15 +351,10 @@ void ScoreModel::add_lora(const LoraOptions& options, uint64_t seed) {
   for (auto p : s.module.parameters()) p.requires_grad_(false);
   // Every adapted weight must reach the output: a graph that inlined its weights as constants
   // (torch.jit.freeze) would ignore the slots, and its adapters would silently learn nothing.
-  torch::AutoGradMode grad(true);
-  const auto options_of = torch::dtype(s.options.dtype).device(s.options.device);
-  const auto x = torch::randn(batch_shape(2), options_of);
-  const auto t = torch::full({2}, 0.5 * s.schedule.t_max(), options_of);
-  const auto adapters = s.lora->named_parameters();
-  std::vector<at::Tensor> b;
-  for (size_t i = 1; i < adapters.size(); i += 2) b.push_back(adapters[i].second);
-  const auto out = score(x, t, probe_conditions(2));
-  const auto grads = torch::autograd::grad({out}, b, {torch::ones_like(out)}, false, false, true);
+  std::vector<at::Tensor> b;  // the B of each adapter (A's gradient is 0 while B = 0)
+  for (const auto& [name, p] : s.lora->named_parameters())
+    if (ends_with(name, ".lora_B")) b.push_back(p);
+  const auto grads = probe_gradients(b);
   const auto targets = s.lora->targets();
   for (size_t i = 0; i < grads.size(); ++i)
     check(grads[i].defined(), s.name, ": lora: the weight '", targets[i],

@@ -118,6 +118,9 @@ class ScoreModel {
   at::Tensor network_time(const at::Tensor& t) const;
   /// forward(x, t[, c]) of the network, refusing conditions that the card does not declare.
   at::Tensor network(const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) const;
+  /// ∂/∂wrt of the sum of the score at a random batch of 2 (undefined where a tensor does not
+  /// reach the output).
+  std::vector<at::Tensor> probe_gradients(const std::vector<at::Tensor>& wrt) const;
   /// Conditions for probes: the null condition, else zeros (undefined when unconditional).
   at::Tensor probe_conditions(int64_t batch) const;
   /// Throws unless conditions are given exactly when the card declares a condition (cheap: no
