@@ -8,8 +8,9 @@
 #
 # Interleaved, ROUNDS times: the five runs below, each ITERATIONS outer iterations, the first
 # WARMUP not timed. Per-update time: idtune's from metrics.jsonl (the seconds of
-# Trainer::step()), Python's from its own timer. Reward and KL: the mean over the last 8
-# iterations of each run (the fp32 run's spread over rounds is what "equal" is held to).
+# Trainer::step()), Python's from its own timer. Reward and KL: mean ± standard deviation of
+# the last 8 iterations' batch values (runs are seeded: rounds repeat them bit for bit, so the
+# spread is the batches', and "equal" means within the fp32 run's).
 # Environment: ITERATIONS (24), WARMUP (2), ROUNDS (2), THREADS (2), IDTUNE (build/idtune),
 # PYTHON (/usr/bin/python3), OUT (runs/bench/precision_lora).
 set -euo pipefail
@@ -74,14 +75,14 @@ for name in runs + ["python"]:
                     else 512 / x["sample_steps_per_s"] for x in m[warmup:]]
             log = open(f"{out}/{name}_{r}.log").read()
             values = int(re.search(r"θ: (\d+) values", log).group(1))
-        reward.append(statistics.mean(x["reward_mean"] for x in m[-8:]))
-        kl.append(statistics.mean(x["kl"] for x in m[-8:] if x.get("kl") is not None))
+        reward += [x["reward_mean"] for x in m[-8:]]
+        kl += [x["kl"] for x in m[-8:] if x.get("kl") is not None]
         rss.append(rss_mb(f"{out}/{name}_{r}.rss"))
     table[name] = dict(sec=statistics.median(sec), reward=reward, kl=kl, rss=max(rss), values=values)
 base = table["fp32"]
 def spread(v):
     return f"{statistics.mean(v):.4f}" + (f" ± {statistics.stdev(v):.4f}" if len(v) > 1 else "")
-print(f"| run | s per θ-update | θ-updates/s vs fp32 | reward (last 8) | KL (last 8) | θ values | Adam state | peak RSS MB |")
+print(f"| run | s per θ-update | θ-updates/s vs fp32 | reward (last 8 iterations) | KL (last 8) | θ values | Adam state | peak RSS MB |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for name, row in table.items():
     adam = f"{2 * row['values'] * 4 / 2**20:.2f} MiB ({row['values'] / base['values']:.1%})" if row["values"] else "—"
