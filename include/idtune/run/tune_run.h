@@ -57,8 +57,8 @@ class TuneRun {
   std::unique_ptr<Reward> reward_;
   std::unique_ptr<FileLock> lock_;  // held from the first write to the run directory
   FairShare fair_share_ = FairShare::from_environment();  // threads, between iterations
-  int64_t saved_iteration_ = 0;     // the iteration of the checkpoint on disk
-  double wall_time_offset_ = 0;     // seconds of earlier sessions (resume)
+  int64_t saved_iteration_ = 0;                           // the iteration of the checkpoint on disk
+  double wall_time_offset_ = 0;                           // seconds of earlier sessions (resume)
   double wall_time_ = 0;
   bool kl_warned_ = false;  // watch_kl warns once
 };
