@@ -12,6 +12,7 @@ packages=(
   cmake g++ make pkg-config
   libtorch-dev python3-torch
   libopencv-dev nlohmann-json3-dev libspdlog-dev libgtest-dev zlib1g-dev libre2-dev
+  libgloo-dev
   libopenblas0-openmp
   python3-matplotlib
   dataset-fashion-mnist

@@ -2,12 +2,17 @@
 // Everything idtune offers, layer by layer. Embedders may include just the headers they use.
 
 // core: errors, JSON reading, name tables, noise, devices, signals
+#include "idtune/core/atomic_file.h"
 #include "idtune/core/device.h"
 #include "idtune/core/error.h"
+#include "idtune/core/fair_share.h"
+#include "idtune/core/file_lock.h"
 #include "idtune/core/interrupt.h"
 #include "idtune/core/json_reader.h"
+#include "idtune/core/name_patterns.h"
 #include "idtune/core/name_table.h"
 #include "idtune/core/noise.h"
+#include "idtune/core/precision.h"
 #include "idtune/core/runtime.h"
 #include "idtune/core/text.h"
 #include "idtune/core/torchscript.h"
@@ -16,6 +21,7 @@
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
 #include "idtune/diffusion/girsanov_kl.h"
+#include "idtune/diffusion/lora.h"
 #include "idtune/diffusion/model_card.h"
 #include "idtune/diffusion/reward_fn.h"
 #include "idtune/diffusion/sampler.h"
@@ -41,6 +47,9 @@
 #include "idtune/langevin/reference.h"
 #include "idtune/langevin/reward.h"
 #include "idtune/langevin/trainer.h"
+
+// distributed: the c10d process group of data-parallel runs
+#include "idtune/distributed/process_group.h"
 
 // eval (idtune::io): classifier, idx datasets, image grids, Fréchet distance
 #include "idtune/eval/classifier.h"
