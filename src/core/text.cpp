@@ -1,7 +1,5 @@
 #include "idtune/core/text.h"
 
-#include <cstdio>
-
 namespace idtune {
 
 std::string shape_string(c10::IntArrayRef sizes) {
@@ -21,9 +19,10 @@ std::string clipped(const std::string& text, size_t max) {
     } else if (c == '\r') {
       shown += "\\r";
     } else if (byte < 0x20 || byte == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", byte);
-      shown += escaped;
+      static const char hex[] = "0123456789abcdef";
+      shown += "\\u00";
+      shown += hex[byte >> 4];
+      shown += hex[byte & 0xf];
     } else {
       shown += c;
     }
