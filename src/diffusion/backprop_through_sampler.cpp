@@ -30,9 +30,8 @@ UnrolledObjective unrolled_objective(const Sampler& sampler, const TunedModel& t
     if (with_kl)
       kl = kl + girsanov_increment(mean, sampler.mean(*tuned.reference, y, index, c),
                                    sampler.sigma(index));
-    y = sampler.needs_noise()
-            ? mean + sampler.sigma(index) * step_noise(model, noise.noise, noise.stream, k, batch)
-            : mean;
+    y = sampler.needs_noise() ? mean + sampler.sigma(index) * step_noise(model, noise, k, batch)
+                              : mean;
   }
   const auto r = reward(y, c);
   check(r.dim() == 1 && r.size(0) == batch, "reward returned shape ", r.sizes(), ", expected [",

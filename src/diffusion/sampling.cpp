@@ -19,6 +19,13 @@ at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stre
                       torch::dtype(model.dtype()).device(model.device()));
 }
 
+at::Tensor step_noise(const ScoreModel& model, const BatchNoise& noise, int64_t k,
+                      int64_t local_batch) {
+  const auto& shard = noise.shard;
+  return shard.slice(
+      step_noise(model, noise.noise, noise.stream, k, local_batch * shard.world_size));
+}
+
 SamplePath SamplePath::allocate(int64_t steps, const at::Tensor& y0) {
   std::vector<int64_t> shape{steps + 1};
   shape.insert(shape.end(), y0.sizes().begin(), y0.sizes().end());
@@ -72,7 +79,7 @@ SampleWithKl sample_with_path_kl(const Sampler& sampler, const ScoreModel& model
     const auto index = sampler.indices(batch, k);
     const auto mean = sampler.mean(model, y, index, c), sigma = sampler.sigma(index);
     kl += girsanov_increment(mean, sampler.mean(reference, y, index, c), sigma);
-    y = mean + sigma * step_noise(model, noise.noise, noise.stream, k, batch);
+    y = mean + sigma * step_noise(model, noise, k, batch);
   }
   return {y, kl};
 }

@@ -104,6 +104,26 @@ void ProcessGroup::all_reduce_mean(std::vector<at::Tensor>& tensors) {
   }
 }
 
+at::Tensor ProcessGroup::all_gather(const at::Tensor& local, int64_t dim) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> input{local.detach().contiguous()};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < options_.world_size; ++r) output[0].push_back(torch::empty_like(input[0]));
+  collective("all-gather of " + std::to_string(local.numel()) + " values", options_,
+             [&] { impl_->group->allgather(output, input)->wait(options_.timeout); });
+  return torch::cat(output[0], dim);
+}
+
+bool ProcessGroup::any(bool flag) {
+  std::vector<at::Tensor> value{torch::tensor({flag ? 1 : 0}, torch::kInt32)};
+  collective("agreeing on a stop", options_, [&] {
+    c10d::AllreduceOptions max;
+    max.reduceOp = c10d::ReduceOp::MAX;
+    impl_->group->allreduce(value, max)->wait(options_.timeout);
+  });
+  return value[0].item<int>() != 0;
+}
+
 void ProcessGroup::check_identical(const std::vector<at::Tensor>& tensors,
                                    const std::string& what) {
   double sum = 0, squares = 0;

@@ -37,6 +37,7 @@ constexpr int64_t kFirstLogged = 3;
 nlohmann::json resumable_part(nlohmann::json config) {
   config.erase("iterations");
   config.erase("output");
+  config.erase("distributed");
   return config;
 }
 
@@ -59,7 +60,9 @@ double truncate_metrics(const std::string& file, int64_t iteration) {
 
 }  // namespace
 
-TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), resume_(resume) {
+TuneRun::TuneRun(TuneConfig config, bool resume,
+                 const std::optional<DistributedOptions>& distributed)
+    : config_(std::move(config)), resume_(resume) {
   // Errors name the config and the key whose file, spec or value failed.
   const auto& source = config_.source;
   at_json_path(source, "/output/run_dir", [&] { check_directory_path(config_.output.run_dir); });
@@ -96,9 +99,15 @@ TuneRun::TuneRun(TuneConfig config, bool resume) : config_(std::move(config)), r
     trainer_options.conditions = at_json_path(source, "/conditions/file", [&] {
       return ConditionSet::tensors(load_saved_tensor(conditions.file, "conditions"));
     });
+  if (distributed) {  // everything of this rank's own is checked: now meet the others
+    auto options = *distributed;
+    options.timeout = std::chrono::milliseconds(
+        static_cast<int64_t>(config_.distributed_timeout_s * 1000));
+    group_ = std::make_unique<ProcessGroup>(options);
+  }
   try {
-    trainer_ =
-        std::make_unique<Trainer>(trainer_options, std::move(model), std::move(reward_of_samples));
+    trainer_ = std::make_unique<Trainer>(trainer_options, std::move(model),
+                                         std::move(reward_of_samples), group_.get());
   } catch (const InvalidOption& e) {
     throw with_json_path(e, source);
   } catch (const Error& e) {  // the model and the options together (e.g. conditions missing)
@@ -135,7 +144,16 @@ std::string TuneRun::path(const std::string& name) const {
   return (fs::path(config_.output.run_dir) / name).string();
 }
 
+bool TuneRun::interrupted() const {
+  return group_ ? group_->any(interrupt_requested()) : interrupt_requested();
+}
+
 void TuneRun::prepare_run_directory() {
+  if (!writes()) {  // another rank: it only reads the checkpoint
+    if (resume_) trainer_->load_checkpoint(path("checkpoint.pt"));
+    saved_iteration_ = trainer_->iteration();
+    return;
+  }
   fs::create_directories(path("samples"));
   lock_ =
       std::make_unique<FileLock>(path(".lock"), "run directory '" + config_.output.run_dir + "'");
@@ -169,6 +187,9 @@ bool TuneRun::run() {
   const auto every = [](int64_t n, int64_t i) { return n > 0 && i % n == 0; };
   const auto start = std::chrono::steady_clock::now();
   spdlog::info("tuning {}", summary());
+  if (group_)
+    spdlog::info("data-parallel: {} ranks, each sampling {} of every batch of {}",
+                 group_->world_size(), trainer_->queue().local_batch(), config_.trainer.batch);
   int64_t values = 0;
   const auto theta = trainer_->model().trainable_parameters();
   for (const auto& p : theta) values += p.numel();
@@ -182,7 +203,7 @@ bool TuneRun::run() {
         "objective.beta = 0: nothing holds the model near its data, and the path KL is "
         "not computed (KL n/a); idtune eval --reference measures it afterwards");
   while (trainer_->iteration() < config_.iterations) {
-    if (interrupt_requested()) {
+    if (interrupted()) {
       if (trainer_->iteration() == 0) {  // the queue is not filled yet: nothing to keep
         spdlog::warn("interrupted before the first iteration: nothing to resume; start again");
         return false;
@@ -228,7 +249,7 @@ bool TuneRun::run() {
 void TuneRun::watch_kl(const IterationReport& r) {
   // A path KL that is large within a few updates: the model is being pushed off its data
   // (reward hacking), the step too large or β too small for this model.
-  if (!r.updated || kl_warned_ || trainer_->updates() > kKlWatchUpdates || r.kl <= kKlTooLarge)
+  if (!writes() || !r.updated || kl_warned_ || trainer_->updates() > kKlWatchUpdates || r.kl <= kKlTooLarge)
     return;
   kl_warned_ = true;
   spdlog::warn(
@@ -239,6 +260,7 @@ void TuneRun::watch_kl(const IterationReport& r) {
 }
 
 void TuneRun::log_iteration(const IterationReport& r, double seconds) {
+  if (!writes()) return;
   // With β = 0 the path KL is not computed (it would cost a reference call per step): null.
   const bool kl_measured = config_.trainer.objective.beta > 0;
   const nlohmann::json line = {{"step", r.iteration},
@@ -270,6 +292,7 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
 }
 
 void TuneRun::write_grid(const ScoreModel& model, const std::string& name) const {
+  if (!writes()) return;
   const Noise noise(config_.output.grid_seed);  // the same images every time
   int64_t n = config_.output.grid_samples, columns = 0;
   at::Tensor c;
@@ -295,6 +318,7 @@ void TuneRun::save_checkpoint() {
 }
 
 void TuneRun::export_tuned_model() const {
+  if (!writes()) return;
   const auto tuned = trainer_->export_model();
   ModelCard card = tuned.card();
   const auto& t = config_.trainer;

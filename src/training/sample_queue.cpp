@@ -15,16 +15,18 @@ SampleQueue::SampleQueue(const Sampler& sampler, const Noise& noise, SampleQueue
                " (1 = nested loop, K = fully single loop)");
   check_option(options.batch >= 1, "batch", options.batch, "must be >= 1");
   steps_per_advance_ = K / options.slots;
+  local_batch_ = options.shard.local_batch(options.batch);
 }
 
 void SampleQueue::push_fresh(const ScoreModel& model) {
   QueueSlot slot;
   slot.stream = next_stream_++;
-  slot.path = SamplePath::allocate(sampler_.num_steps(),
-                                   initial_state(model, options_.batch, noise_, slot.stream));
+  const auto& shard = options_.shard;
+  slot.path = SamplePath::allocate(
+      sampler_.num_steps(), shard.slice(initial_state(model, options_.batch, noise_, slot.stream)));
   if (options_.conditions)
-    slot.path.condition = options_.conditions->draw(
-        noise_, slot.stream, options_.batch, torch::dtype(model.dtype()).device(model.device()));
+    slot.path.condition = shard.slice(options_.conditions->draw(
+        noise_, slot.stream, options_.batch, torch::dtype(model.dtype()).device(model.device())));
   slots_.push_back(std::move(slot));
 }
 
@@ -49,15 +51,15 @@ void SampleQueue::advance_one_step(const ScoreModel& model, int64_t theta_versio
     const int64_t step = slot.steps_done();
     y.push_back(slot.path.final_state());
     if (slot.path.condition.defined()) c.push_back(slot.path.condition);
-    k.push_back(sampler_.indices(options_.batch, step));
+    k.push_back(sampler_.indices(local_batch_, step));
     if (sampler_.needs_noise())
-      xi.push_back(step_noise(model, noise_, slot.stream, step, options_.batch));
+      xi.push_back(step_noise(model, {noise_, slot.stream, options_.shard}, step, local_batch_));
   }
   // The whole queue in one model call: M·B samples, each at its own step.
   const auto next = sampler_.advance(model, torch::cat(y), torch::cat(k),
                                      xi.empty() ? at::Tensor() : torch::cat(xi),
                                      c.empty() ? at::Tensor() : torch::cat(c));
-  const auto per_slot = next.split(options_.batch);
+  const auto per_slot = next.split(local_batch_);
   for (size_t m = 0; m < slots_.size(); ++m) {
     slots_[m].path.record(per_slot[m]);
     slots_[m].theta_versions.push_back(theta_version);
@@ -78,9 +80,9 @@ void SampleQueue::restore(std::deque<QueueSlot> slots, uint64_t next_stream) {
   int64_t previous_steps = K + 1;
   for (const auto& slot : slots) {
     const auto& storage = slot.path.storage;
-    check(storage.dim() >= 2 && storage.size(0) == K + 1 && storage.size(1) == options_.batch,
-          "queue restore: a saved slot holds ", storage.sizes(),
-          ", this queue needs [K + 1 = ", K + 1, ", batch = ", options_.batch, ", ...]");
+    check(storage.dim() >= 2 && storage.size(0) == K + 1 && storage.size(1) == local_batch_,
+          "queue restore: a saved slot holds ", storage.sizes(), ", this queue needs [K + 1 = ",
+          K + 1, ", batch / world size = ", local_batch_, ", ...]");
     const int64_t done = slot.steps_done();
     check(done >= 0 && done < K && done % steps_per_advance_ == 0 && done < previous_steps,
           "queue restore: a saved slot has done ", done, " steps; this queue's slots stand at ",

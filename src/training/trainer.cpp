@@ -3,6 +3,7 @@
 #include "idtune/core/error.h"
 #include "idtune/core/name_patterns.h"
 #include "idtune/diffusion/backprop_through_sampler.h"
+#include "idtune/distributed/process_group.h"
 
 #include <torch/torch.h>
 
@@ -57,21 +58,27 @@ namespace {
 
 bool is_backprop(Method m) { return m == Method::Draft || m == Method::DraftK; }
 
-SampleQueueOptions queue_options(const TrainerOptions& o) {
-  return {o.method == Method::Implicit ? o.queue_slots : 1, o.batch, o.conditions};
+SampleQueueOptions queue_options(const TrainerOptions& o, const Shard& shard) {
+  return {o.method == Method::Implicit ? o.queue_slots : 1, o.batch, o.conditions, shard};
+}
+
+Shard shard_of(const ProcessGroup* group) {
+  return group ? Shard{group->rank(), group->world_size()} : Shard{};
 }
 
 }  // namespace
 
-Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
+Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward, ProcessGroup* group)
     : options_(std::move(options)),
+      group_(group),
+      shard_(shard_of(group)),
       model_(std::move(model)),
       reference_(model_.frozen_copy()),
       reward_(std::move(reward)),
       sampler_(options_.sampler, model_),
       noise_(options_.seed),
       solver_(sampler_, options_.objective),
-      queue_(sampler_, noise_, queue_options(options_)),
+      queue_(sampler_, noise_, queue_options(options_, shard_)),
       adjoint_queue_(solver_, sampler_, queue_.steps_per_advance()) {
   const auto& o = options_.optimiser;
   validate(o);
@@ -99,6 +106,20 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward)
                                                                  .weight_decay(o.weight_decay));
   if (o.ema_decay > 0)
     for (const auto& p : params_) ema_.push_back(p.detach().clone());
+  check_option(options_.theta_check_every >= 0, "distributed.check_every",
+               options_.theta_check_every, "must be >= 0 (0: only at the start)");
+  if (group_) {  // the same run on every rank: configuration (with the seed) and θ₀
+    const auto text = signature().dump();
+    group_->check_identical({torch::tensor(static_cast<int64_t>(std::hash<std::string>{}(text)))},
+                            "the run's configurations (batch, seed, sampler, objective, tuned "
+                            "parameters; signature " +
+                                std::to_string(text.size()) + " bytes)");
+    check_theta_identical("at the start (the model files)");
+  }
+}
+
+void Trainer::check_theta_identical(const std::string& when) const {
+  group_->check_identical(params_, "θ " + when);
 }
 
 void Trainer::fill_queue() {
@@ -132,6 +153,7 @@ IterationReport Trainer::step() {
     queue_.push_fresh(model_);
   }
   if (!gradient) return report;
+  combine_ranks(*gradient);
   // θ_{k+1} = Adam(θ_k, ∇ℓ) with ℓ = −E[J] = −λE[R] + β KL.
   report.grad_norm = apply(std::move(gradient->grad), report);
   report.reward_mean = gradient->reward.mean().item<double>();
@@ -140,7 +162,17 @@ IterationReport Trainer::step() {
   report.loss =
       -options_.objective.lambda * report.reward_mean + options_.objective.beta * report.kl;
   report.lr = options_.optimiser.lr;
+  const int64_t n = options_.theta_check_every;
+  if (group_ && report.updated && n > 0 && updates_ % n == 0)
+    check_theta_identical("after update " + std::to_string(updates_));
   return report;
+}
+
+void Trainer::combine_ranks(AdjointGradient& gradient) const {
+  if (!group_) return;
+  group_->all_reduce_mean(gradient.grad);  // equal shares: the mean of means is the mean
+  gradient.reward = group_->all_gather(gradient.reward);
+  gradient.kl = group_->all_gather(gradient.kl);
 }
 
 TunedModel Trainer::tuned() const {
@@ -163,12 +195,13 @@ std::optional<AdjointGradient> Trainer::completed_slot_gradient(IterationReport&
 
 AdjointGradient Trainer::backprop_gradient() {
   const uint64_t stream = next_draft_stream_++;
-  const auto y0 = initial_state(model_, options_.batch, noise_, stream);
-  const auto c = options_.conditions
-                     ? options_.conditions->draw(noise_, stream, options_.batch, y0.options())
-                     : at::Tensor();
+  const auto y0 = shard_.slice(initial_state(model_, options_.batch, noise_, stream));
+  const auto c =
+      options_.conditions
+          ? shard_.slice(options_.conditions->draw(noise_, stream, options_.batch, y0.options()))
+          : at::Tensor();
   const int64_t steps = options_.method == Method::Draft ? -1 : options_.backprop_steps;
-  auto unrolled = unrolled_objective(sampler_, tuned(), y0, {noise_, stream}, reward_,
+  auto unrolled = unrolled_objective(sampler_, tuned(), y0, {noise_, stream, shard_}, reward_,
                                      {options_.objective, steps}, c);
   auto grads = torch::autograd::grad({unrolled.objective.mean()}, params_, {}, false, false,
                                      /*allow_unused=*/true);

@@ -1,9 +1,12 @@
 // Trainer checkpoints: everything a run needs to continue bit-identically (θ, its EMA, Adam's
 // moments, both queues with their paths and noise streams, the counters), written atomically.
+// A data-parallel run's checkpoint holds its queues whole, as one process would: each rank
+// gathers its shares on save and takes its own on load.
 
 #include "idtune/core/atomic_file.h"
 #include "idtune/core/error.h"
 #include "idtune/core/torchscript.h"
+#include "idtune/distributed/process_group.h"
 #include "idtune/training/trainer.h"
 
 #include <torch/serialize.h>
@@ -11,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <functional>
 
 namespace idtune {
 
@@ -43,23 +47,30 @@ std::vector<at::Tensor> read_tensors(InputArchive& archive, const std::string& k
   return tensors;
 }
 
-void write_slot(OutputArchive& archive, const std::string& key, const QueueSlot& slot) {
+/// The whole batch of a per-sample tensor from this rank's share (`dim`: its batch dimension).
+using Gather = std::function<at::Tensor(const at::Tensor&, int64_t dim)>;
+
+void write_slot(OutputArchive& archive, const std::string& key, const QueueSlot& slot,
+                const Gather& whole) {
   write_int(archive, key + "/stream", static_cast<int64_t>(slot.stream));
   // Y_0 … Y_j, the recorded part of the path's buffer.
-  archive.write(key + "/states", slot.path.storage.narrow(0, 0, slot.steps_done() + 1));
+  archive.write(key + "/states", whole(slot.path.storage.narrow(0, 0, slot.steps_done() + 1), 1));
   archive.write(key + "/versions", torch::tensor(slot.theta_versions, torch::kLong));
-  if (slot.path.condition.defined()) archive.write(key + "/condition", slot.path.condition);
+  if (slot.path.condition.defined())
+    archive.write(key + "/condition", whole(slot.path.condition, 0));
 }
 
-QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps) {
+QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps,
+                    const Shard& shard) {
   QueueSlot slot;
   slot.stream = static_cast<uint64_t>(read_int(archive, key + "/stream"));
   at::Tensor states;
   archive.read(key + "/states", states);
+  states = shard.slice(states, 1);
   slot.path = SamplePath::allocate(steps, states[0]);
   for (int64_t j = 1; j < states.size(0); ++j) slot.path.record(states[j]);
   at::Tensor condition;
-  if (archive.try_read(key + "/condition", condition)) slot.path.condition = condition;
+  if (archive.try_read(key + "/condition", condition)) slot.path.condition = shard.slice(condition);
   at::Tensor versions;
   archive.read(key + "/versions", versions);
   slot.theta_versions.assign(versions.data_ptr<int64_t>(),
@@ -67,24 +78,36 @@ QueueSlot read_slot(InputArchive& archive, const std::string& key, int64_t steps
   return slot;
 }
 
-void write_adjoint_slot(OutputArchive& archive, const std::string& key, const AdjointSlot& slot) {
-  write_slot(archive, key + "/sample", slot.sample);
+/// The double queue's partial gradients are each rank's own (means over its share): saved as
+/// [W, …] with W > 1 ranks, taken back by the rank's row.
+void write_adjoint_slot(OutputArchive& archive, const std::string& key, const AdjointSlot& slot,
+                        const Gather& whole, int world_size) {
+  write_slot(archive, key + "/sample", slot.sample, whole);
   write_int(archive, key + "/next_step", slot.next_step);
-  archive.write(key + "/a", slot.state.a);
-  write_tensors(archive, key + "/grad", slot.state.gradient.grad);
-  archive.write(key + "/reward", slot.state.gradient.reward);
-  archive.write(key + "/kl", slot.state.gradient.kl);
+  archive.write(key + "/a", whole(slot.state.a, 0));
+  auto grad = slot.state.gradient.grad;
+  if (world_size > 1)
+    for (auto& g : grad) g = whole(g.unsqueeze(0), 0);
+  write_tensors(archive, key + "/grad", grad);
+  archive.write(key + "/reward", whole(slot.state.gradient.reward, 0));
+  archive.write(key + "/kl", whole(slot.state.gradient.kl, 0));
 }
 
-AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int64_t steps) {
+AdjointSlot read_adjoint_slot(InputArchive& archive, const std::string& key, int64_t steps,
+                              const Shard& shard) {
   AdjointSlot slot;
-  slot.sample = read_slot(archive, key + "/sample", steps);
+  slot.sample = read_slot(archive, key + "/sample", steps, shard);
   slot.next_step = read_int(archive, key + "/next_step");
   archive.read(key + "/a", slot.state.a);
+  slot.state.a = shard.slice(slot.state.a);
   slot.state.condition = slot.sample.path.condition;  // the batch's conditions walk back with it
   slot.state.gradient.grad = read_tensors(archive, key + "/grad");
+  if (shard.world_size > 1)
+    for (auto& g : slot.state.gradient.grad) g = g[shard.rank].clone();
   archive.read(key + "/reward", slot.state.gradient.reward);
   archive.read(key + "/kl", slot.state.gradient.kl);
+  slot.state.gradient.reward = shard.slice(slot.state.gradient.reward);
+  slot.state.gradient.kl = shard.slice(slot.state.gradient.kl);
   return slot;
 }
 
@@ -154,6 +177,9 @@ nlohmann::json Trainer::signature() const {
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
+  const Gather whole = [this](const at::Tensor& share, int64_t dim) {
+    return group_ ? group_->all_gather(share, dim) : share;
+  };
   OutputArchive archive;
   archive.write("signature", c10::IValue(signature().dump()));
   write_int(archive, "iteration", iteration_);
@@ -161,6 +187,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   write_int(archive, "skipped_updates", skipped_updates_);
   write_int(archive, "skipped_in_a_row", skipped_in_a_row_);
   write_int(archive, "next_draft_stream", static_cast<int64_t>(next_draft_stream_));
+  write_int(archive, "world_size", shard_.world_size);
   write_tensors(archive, "theta", params_);
   write_tensors(archive, "ema", ema_);
   OutputArchive optimiser;
@@ -169,11 +196,12 @@ void Trainer::save_checkpoint(const std::string& path) const {
   write_int(archive, "queue/next_stream", static_cast<int64_t>(queue_.next_stream()));
   write_int(archive, "queue/count", static_cast<int64_t>(queue_.slots().size()));
   for (size_t m = 0; m < queue_.slots().size(); ++m)
-    write_slot(archive, "queue/" + std::to_string(m), queue_.slots()[m]);
+    write_slot(archive, "queue/" + std::to_string(m), queue_.slots()[m], whole);
   write_int(archive, "adjoint_queue/count", static_cast<int64_t>(adjoint_queue_.slots().size()));
   for (size_t m = 0; m < adjoint_queue_.slots().size(); ++m)
-    write_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), adjoint_queue_.slots()[m]);
-
+    write_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), adjoint_queue_.slots()[m],
+                       whole, shard_.world_size);
+  if (shard_.rank != 0) return;  // rank 0 writes the gathered checkpoint
   // A crash or a full disk mid-write leaves the previous checkpoint intact.
   write_stream_atomically(path, [&](const ByteSink& sink) { archive.save_to(sink); });
 }
@@ -195,6 +223,12 @@ void Trainer::load_checkpoint(const std::string& path) {
   saved_signature.emplace("precision", "fp32");
   saved_signature.emplace("lora", nullptr);
   check_signature(saved_signature, signature(), path);
+  c10::IValue saved_world;  // absent before data-parallel runs: one process
+  const int64_t world = archive.try_read("world_size", saved_world) ? saved_world.toInt() : 1;
+  check(world == shard_.world_size || read_int(archive, "adjoint_queue/count") == 0,
+        "checkpoint '", path, "' was written by ", world, " ranks and holds the double queue's ",
+        "partial gradients, one per rank: resume it with ", world, " ranks (this run has ",
+        shard_.world_size, "); only algorithm.gradient = adjoint runs change their world size");
   iteration_ = read_int(archive, "iteration");
   updates_ = read_int(archive, "updates");
   c10::IValue skipped;  // absent from checkpoints before the skip counters: none skipped
@@ -214,12 +248,13 @@ void Trainer::load_checkpoint(const std::string& path) {
   optimiser_->load(optimiser);
   std::deque<QueueSlot> slots;
   for (int64_t m = 0, n = read_int(archive, "queue/count"); m < n; ++m)
-    slots.push_back(read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps()));
+    slots.push_back(
+        read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps(), shard_));
   queue_.restore(std::move(slots), static_cast<uint64_t>(read_int(archive, "queue/next_stream")));
   std::deque<AdjointSlot> adjoint_slots;
   for (int64_t m = 0, n = read_int(archive, "adjoint_queue/count"); m < n; ++m)
-    adjoint_slots.push_back(
-        read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m), sampler_.num_steps()));
+    adjoint_slots.push_back(read_adjoint_slot(archive, "adjoint_queue/" + std::to_string(m),
+                                              sampler_.num_steps(), shard_));
   adjoint_queue_.restore(std::move(adjoint_slots));
   queue_filled_ = true;
 }

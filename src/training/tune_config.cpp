@@ -90,6 +90,12 @@ TuneConfig parse_tune_config(const nlohmann::json& json, const std::string& sour
           "(a torch.save'd tensor of conditions)");
   }
   if (reader.has("output")) parse_output(reader.object("output"), c.output);
+  if (reader.has("distributed")) {
+    auto distributed = reader.object("distributed");
+    distributed.read_in_range("timeout_s", c.distributed_timeout_s, 1.0, 86400.0);
+    distributed.read_in_range("check_every", c.trainer.theta_check_every, 0, 1000000000);
+    distributed.finish();
+  }
   reader.finish();
   c.source = source;
   return c;
@@ -132,7 +138,9 @@ nlohmann::json to_json(const TuneConfig& c) {
         {"image_every", out.image_every},
         {"checkpoint_every", out.checkpoint_every},
         {"grid_samples", out.grid_samples},
-        {"grid_seed", out.grid_seed}}}};
+        {"grid_seed", out.grid_seed}}},
+      {"distributed",
+       {{"timeout_s", c.distributed_timeout_s}, {"check_every", t.theta_check_every}}}};
   if (t.lora.rank > 0)
     json["lora"] = {{"rank", t.lora.rank}, {"alpha", t.lora.alpha}, {"targets", t.lora.targets}};
   if (!c.conditions.classes.empty()) json["conditions"] = {{"classes", c.conditions.classes}};

@@ -3,6 +3,8 @@
 // step of any batch can be regenerated (for resume, for autograd-vs-adjoint checks, or to
 // recompute a path instead of storing it).
 
+#include "idtune/core/shard.h"
+
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
 
@@ -31,10 +33,12 @@ class Noise {
   uint64_t seed_;
 };
 
-/// The noise of one batch: stream `stream` of `noise`.
+/// The noise of one batch: stream `stream` of `noise` (of which a data-parallel rank uses
+/// its shard's rows).
 struct BatchNoise {
   Noise noise;
   uint64_t stream = 0;
+  Shard shard{};
 };
 
 }  // namespace idtune

@@ -37,6 +37,11 @@ at::Tensor initial_state(const ScoreModel& model, int64_t batch, const Noise& no
 at::Tensor step_noise(const ScoreModel& model, const Noise& noise, uint64_t stream, int64_t k,
                       int64_t batch);
 
+/// ξ_k of this rank's `local_batch` samples of `noise`'s batch: its shard's rows of the whole
+/// batch's draw (all of it in a single process).
+at::Tensor step_noise(const ScoreModel& model, const BatchNoise& noise, int64_t k,
+                      int64_t local_batch);
+
 /// Runs all K steps without gradient from `y0` (with conditions `c`, if any), keeping every
 /// state; a path that blows up is refused by check_finite_path.
 SamplePath sample_path(const Sampler& sampler, const ScoreModel& model, const at::Tensor& y0,

@@ -43,6 +43,12 @@ class ProcessGroup {
   /// as one flat buffer). Throws idtune::Error when a rank does not take part within the
   /// timeout.
   void all_reduce_mean(std::vector<at::Tensor>& tensors);
+  /// The ranks' `local` tensors concatenated along `dim` in rank order (equal shapes, CPU):
+  /// every rank's share of a batch made whole again.
+  at::Tensor all_gather(const at::Tensor& local, int64_t dim = 0);
+  /// True on every rank when `flag` is true on any (e.g. an interrupt seen by one rank first,
+  /// so that all stop at the same iteration).
+  bool any(bool flag);
   /// Throws idtune::Error naming `what` unless every rank holds bit-identical `tensors`
   /// (compared by their float64 sums and sums of squares: a checksum, not a proof).
   void check_identical(const std::vector<at::Tensor>& tensors, const std::string& what);

@@ -10,15 +10,21 @@
 //   .lock              flock'ed by the process running it: one run per directory
 //   samples/           before.png, step_NNNNNN.png, after.png: the same noise every time
 //   tuned.pt, .json    the exported model (EMA weights when EMA is on) and its card
+//
+// Data-parallel (docs/scaling.md): every rank runs a TuneRun with its DistributedOptions; they
+// meet, sample their shares and average their gradients, and rank 0 alone writes the run
+// directory (the others read its checkpoint on --resume).
 
 #include "idtune/core/fair_share.h"
 #include "idtune/core/file_lock.h"
 #include "idtune/diffusion/score_model.h"
+#include "idtune/distributed/process_group.h"
 #include "idtune/training/reward.h"
 #include "idtune/training/trainer.h"
 #include "idtune/training/tune_config.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace idtune {
@@ -26,8 +32,10 @@ namespace idtune {
 class TuneRun {
  public:
   /// Loads the model and reward and builds the trainer; with `resume`, the run directory must
-  /// hold a checkpoint of the same configuration (only `iterations` and `output` may differ).
-  TuneRun(TuneConfig config, bool resume);
+  /// hold a checkpoint of the same configuration (only `iterations`, `output` and
+  /// `distributed` may differ). With `distributed`, meets the other ranks first.
+  TuneRun(TuneConfig config, bool resume,
+          const std::optional<DistributedOptions>& distributed = std::nullopt);
   ~TuneRun();
 
   /// Runs to `iterations`. Returns false if interrupted (SIGINT/SIGTERM): a checkpoint was
@@ -44,6 +52,10 @@ class TuneRun {
 
  private:
   void prepare_run_directory();
+  /// Rank 0 of a data-parallel run, or the single process: the one that writes.
+  bool writes() const { return !group_ || group_->rank() == 0; }
+  /// An interrupt seen by any rank (all stop at the same iteration).
+  bool interrupted() const;
   void log_iteration(const IterationReport& report, double seconds);
   /// Warns once when the path KL of the first updates explodes (reward hacking).
   void watch_kl(const IterationReport& report);
@@ -53,6 +65,7 @@ class TuneRun {
 
   TuneConfig config_;
   bool resume_;
+  std::unique_ptr<ProcessGroup> group_;  // data-parallel runs only
   std::unique_ptr<Trainer> trainer_;
   std::unique_ptr<Reward> reward_;
   std::unique_ptr<FileLock> lock_;  // held from the first write to the run directory

@@ -5,6 +5,7 @@
 // step k and time τ_k). The slot that completes K steps leaves; a fresh N(0, I) slot enters.
 
 #include "idtune/core/noise.h"
+#include "idtune/core/shard.h"
 #include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/sampler.h"
 #include "idtune/diffusion/sampling.h"
@@ -30,11 +31,13 @@ struct QueueSlot {
 struct SampleQueueOptions {
   /// M: number of slots; must divide K. 1 is the nested loop, K the fully single loop.
   int64_t slots = 1;
-  /// B: samples per slot.
+  /// B: samples per slot, over all ranks.
   int64_t batch = 16;
   /// A conditional model's conditions: each fresh slot draws B from the set, replayably
   /// from (seed, stream); the slot's path carries them.
   std::optional<ConditionSet> conditions{};
+  /// Data-parallel: this rank's B/W samples of every slot (noise drawn for B, then sliced).
+  Shard shard{};
 };
 
 class SampleQueue {
@@ -56,7 +59,10 @@ class SampleQueue {
   const std::deque<QueueSlot>& slots() const { return slots_; }
   /// Queue state for checkpoints: the slots and the next unused noise stream.
   uint64_t next_stream() const { return next_stream_; }
-  /// Checkpoint restore; throws if the slots do not fit this queue (count ≤ M, batch B,
+  /// This rank's samples per slot, B/W.
+  int64_t local_batch() const { return local_batch_; }
+  /// Checkpoint restore (this rank's share of each slot); throws if the slots do not fit this
+  /// queue (count ≤ M, batch B/W,
   /// K + 1 states, staggered stages at multiples of K/M, oldest first).
   void restore(std::deque<QueueSlot> slots, uint64_t next_stream);
 
@@ -66,6 +72,7 @@ class SampleQueue {
   const Noise& noise_;
   SampleQueueOptions options_;
   int64_t steps_per_advance_;
+  int64_t local_batch_;
   std::deque<QueueSlot> slots_;  // oldest (most advanced) first
   uint64_t next_stream_ = 0;
 };

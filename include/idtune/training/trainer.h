@@ -9,6 +9,7 @@
 #include "idtune/core/name_table.h"
 #include "idtune/core/noise.h"
 #include "idtune/core/objective.h"
+#include "idtune/core/shard.h"
 #include "idtune/diffusion/adjoint.h"
 #include "idtune/diffusion/conditions.h"
 #include "idtune/diffusion/reward_fn.h"
@@ -30,6 +31,8 @@ class Adam;
 }
 
 namespace idtune {
+
+class ProcessGroup;
 
 enum class Method { Implicit, Nested, Draft, DraftK };
 const NameTable<Method>& method_names();
@@ -68,7 +71,7 @@ struct TrainerOptions {
   GradientEstimator gradient = GradientEstimator::Adjoint;
   /// DraftK: differentiate through the last k sampling steps only.
   int64_t backprop_steps = 1;
-  /// B, samples per batch (per slot).
+  /// B, samples per batch (per slot), over all ranks of a data-parallel run.
   int64_t batch = 16;
   /// F = −λ E[R] + β KL(π_θ ‖ π_ref).
   Objective objective;
@@ -80,6 +83,9 @@ struct TrainerOptions {
   std::optional<ConditionSet> conditions{};
   /// Low-rank adapters (rank > 0): θ is their A and B, drawn from the seed (lora.h).
   LoraOptions lora;
+  /// Data-parallel: the ranks compare θ's checksum every this many updates (0: only at the
+  /// start); a mismatch stops the run.
+  int64_t theta_check_every = 10;
 };
 
 /// What one outer iteration did.
@@ -110,7 +116,12 @@ class NonFiniteGradients : public Error {
 class Trainer {
  public:
   /// `model` is θ and is tuned in place; the reference θ_ref is a frozen copy taken now.
-  Trainer(TrainerOptions options, ScoreModel model, RewardFn reward);
+  /// With a process group (data-parallel, docs/scaling.md), this rank samples its B/W of every
+  /// slot, the gradient is averaged over the ranks before clipping and Adam, and the reports
+  /// describe the whole batch: W ranks follow the single process's run (to rounding). Every
+  /// rank must call every method below that changes state, in the same order.
+  Trainer(TrainerOptions options, ScoreModel model, RewardFn reward,
+          ProcessGroup* group = nullptr);
   ~Trainer();
 
   /// One outer iteration: advance the queue, take the completed slot, compute its gradient,
@@ -129,10 +140,13 @@ class Trainer {
   ScoreModel export_model() const;
 
   /// Everything needed to continue bit-identically: θ, EMA, Adam, both queues, counters, and
-  /// the run's signature (see signature()).
+  /// the run's signature (see signature()). Data-parallel: every rank calls it, the queues are
+  /// gathered whole (as one process would hold them) and rank 0 writes.
   void save_checkpoint(const std::string& path) const;
-  /// Restores a checkpoint; throws idtune::Error "saved X, this run Y" for every field of the
-  /// signature that differs, before anything is changed.
+  /// Restores a checkpoint (each rank its share of the queues); throws idtune::Error "saved X,
+  /// this run Y" for every field of the signature that differs, before anything is changed.
+  /// Another world size re-shards the queues (exact to rounding), unless the double queue's
+  /// per-rank partial gradients are in flight.
   void load_checkpoint(const std::string& path);
   /// What a checkpoint must share with the run that resumes it: K, M, B, the sampler's kind
   /// and table, method, gradient estimator, warm start, backprop steps, dtype, λ, β, seed,
@@ -150,8 +164,14 @@ class Trainer {
   /// gradient's norm.
   double apply(std::vector<at::Tensor> ascent, IterationReport& report);
   void update_ema();
+  /// Data-parallel: the gradient averaged over the ranks and the reward and KL of the whole
+  /// batch, so that what follows (clipping, Adam, the report) is the single process's.
+  void combine_ranks(AdjointGradient& gradient) const;
+  void check_theta_identical(const std::string& when) const;
 
   TrainerOptions options_;
+  ProcessGroup* group_;
+  Shard shard_;
   ScoreModel model_;
   ScoreModel reference_;
   RewardFn reward_;

@@ -52,6 +52,10 @@ struct TuneConfig {
   TrainerOptions trainer;
   ConditionsConfig conditions;
   OutputOptions output;
+  /// Data-parallel runs (docs/scaling.md): seconds a rank waits for the others at a collective
+  /// before it stops with an error (a rank died or hangs). distributed.check_every is
+  /// trainer.theta_check_every.
+  double distributed_timeout_s = 60;
   /// The file it was read from, for messages (not part of the configuration).
   std::string source;
 };
