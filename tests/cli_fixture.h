@@ -1,13 +1,18 @@
 #pragma once
 // The idtune executable on a tiny U-Net: the fixture of the tests that run the CLI
-// (cli_test.cpp, fault_injection_test.cpp) and what they compare runs by.
+// (cli_test.cpp, fault_injection_test.cpp, distributed_test.cpp) and what they compare runs by.
 
 #include "idtune/core/json_reader.h"
 #include "idtune/diffusion/toy_models.h"
 #include "test_helpers.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -40,6 +45,65 @@ inline std::string metrics_without_timings(const std::string& file) {
   }
   return out;
 }
+
+/// `idtune tune --config <config> <flags…>` as an argv.
+inline std::vector<std::string> tune_args(const std::string& config, std::vector<std::string> flags) {
+  std::vector<std::string> args = {IDTUNE_EXECUTABLE, "tune", "--config", config};
+  args.insert(args.end(), flags.begin(), flags.end());
+  return args;
+}
+
+/// A child process running `args`, its output in `log`, its files limited to `max_file_bytes`
+/// (RLIMIT_FSIZE) when that is not 0.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& log, rlim_t max_file_bytes = 0) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      if (max_file_bytes > 0) {
+        const rlimit limit{max_file_bytes, max_file_bytes};
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+      }
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      wait();
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  /// Waits for the exit: the exit status, or 128 + the signal that ended it.
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exited_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  bool running() {
+    int status = 0;
+    return ::waitpid(pid_, &status, WNOHANG) == 0 || (exited_ = true, false);
+  }
+  void kill9() {
+    ::kill(pid_, SIGKILL);
+    wait();
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+};
 
 /// A tiny U-Net saved with its card, and a valid 30-iteration config for it, in a fresh
 /// directory.

@@ -1,9 +1,13 @@
-// The process group on loopback, two real processes (this test binary run again as each rank,
-// by torchrun's variables): the mean all-reduce, the θ checksum, and a rank that dies making
-// the other fail with a message within the timeout instead of hanging.
+// Data-parallel runs on loopback, two real processes (this test binary run again as each rank,
+// by torchrun's variables): the process group (mean all-reduce, θ checksum, a rank that dies
+// or hangs making the other fail with a message instead of hanging); the trainer on W = 2
+// following the single process's run (θ, the samples its reward saw, resume, re-sharding);
+// and `idtune tune --nproc 2` (a killed worker, Ctrl-C and --resume).
 
+#include "cli_fixture.h"
 #include "idtune/core/error.h"
 #include "idtune/distributed/process_group.h"
+#include "idtune/training/trainer.h"
 #include "test_helpers.h"
 
 #include <gtest/gtest.h>
@@ -19,17 +23,118 @@
 namespace idtune {
 namespace {
 
-/// Runs this binary as ranks 0 and 1 of `role`, concurrently; their combined output.
-testing::Result two_ranks(const std::string& role) {
+// The same float64 arithmetic on another batch size and reduction order: BLAS may block (and
+// so round) a batch of 2 differently from one of 4, and the mean of two means differs from
+// the mean of four in the last bit. A wrong share of noise or an unsynchronised gradient
+// differs by O(1).
+constexpr double kReductionOrder = 1e-12;
+constexpr int64_t kIterations = 8, kCheckpointAt = 4;
+
+/// Runs this binary as ranks 0 and 1 of `role`, concurrently, with `env` ("NAME=value ...")
+/// added; their combined output.
+testing::Result two_ranks(const std::string& role, const std::string& env = "") {
   const int port = 20000 + static_cast<int>(getpid() % 20000);
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::string command;
   for (int rank = 0; rank < 2; ++rank)
     command += "RANK=" + std::to_string(rank) +
                " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
-               " IDTUNE_DISTRIBUTED_ROLE=" + role + " " + self +
+               " IDTUNE_DISTRIBUTED_ROLE=" + role + " " + env + " " + self +
                " --gtest_filter=DistributedWorker.Rank 2>&1 & ";
   return testing::run(command + "wait");
+}
+
+// ---- the trainer on two ranks ----
+
+/// A variant of the trainer: the queue with the full adjoint (conditional: the conditions are
+/// sharded too), the double queue (partial gradients per rank), DRaFT (no queue).
+struct Variant {
+  std::string name;
+  Method method;
+  GradientEstimator gradient;
+  int64_t classes;  // > 0: a class-conditional model
+};
+
+const std::vector<Variant>& variants() {
+  static const std::vector<Variant> all = {
+      {"adjoint", Method::Implicit, GradientEstimator::Adjoint, 3},
+      {"double-queue", Method::Implicit, GradientEstimator::DoubleQueue, 0},
+      {"draft", Method::Draft, GradientEstimator::Adjoint, 0}};
+  return all;
+}
+
+const Variant& variant(const std::string& name) {
+  for (const auto& v : variants())
+    if (v.name == name) return v;
+  throw Error("no variant " + name);
+}
+
+/// A trainer of `v` on a float64 tiny U-Net whose reward records the samples it is given.
+std::unique_ptr<Trainer> make_trainer(const Variant& v, ProcessGroup* group,
+                                      std::vector<at::Tensor>* rewarded) {
+  TinyUNetOptions unet;
+  unet.size = 4;
+  unet.width = 4;
+  unet.classes = v.classes;
+  TrainerOptions o;
+  o.sampler = {SamplerKind::SdeEuler, 8, 1e-2};
+  o.method = v.method;
+  o.gradient = v.gradient;
+  o.queue_slots = 4;
+  o.batch = 4;
+  o.objective = {1.0, 0.1};
+  o.optimiser.lr = 1e-2;
+  o.optimiser.clip_grad_norm = 5.0;
+  o.seed = 11;
+  o.theta_check_every = 2;
+  if (v.classes > 0) o.conditions = ConditionSet::classes({0, 1, 2});
+  RewardFn reward = [rewarded](const at::Tensor& x, const at::Tensor&) {
+    if (rewarded) rewarded->push_back(x.detach().clone());
+    return x.flatten(1).mean(1);
+  };
+  return std::make_unique<Trainer>(o, make_tiny_unet(unet), reward, group);
+}
+
+/// Y_0 … Y_j of a slot in flight (the rest of its buffer is not written yet).
+at::Tensor recorded(const QueueSlot& slot) {
+  return slot.path.storage.narrow(0, 0, slot.steps_done() + 1).clone();
+}
+
+/// θ and every in-flight slot's path (this rank's share).
+std::vector<at::Tensor> theta_and_queue(const Trainer& trainer) {
+  auto out = trainer.model().trainable_parameters();
+  for (const auto& slot : trainer.queue().slots()) out.push_back(recorded(slot));
+  return out;
+}
+
+std::string out_file(const std::string& what, int rank) {
+  return std::string(std::getenv("IDTUNE_TEST_DIR")) + "/" + what + "_rank" +
+         std::to_string(rank) + ".pt";
+}
+
+/// Rank r of a variant: kIterations iterations with a checkpoint at kCheckpointAt, then the
+/// same from that checkpoint in a fresh trainer; writes θ, the queue and the samples rewarded.
+void run_variant_rank(ProcessGroup& group, const std::string& name) {
+  const auto& v = variant(name);
+  const int r = group.rank();
+  std::vector<at::Tensor> rewarded;
+  auto trainer = make_trainer(v, &group, &rewarded);
+  for (int64_t i = 0; i < kIterations; ++i) {
+    trainer->step();
+    if (trainer->iteration() == kCheckpointAt)
+      trainer->save_checkpoint(out_file("checkpoint", 0));  // rank 0 writes it
+  }
+  torch::save(theta_and_queue(*trainer), out_file("theta_and_queue", r));
+  torch::save(rewarded, out_file("rewarded", r));
+  // Resumed on the same world size: bit-identical to the uninterrupted run.
+  auto resumed = make_trainer(v, &group, nullptr);
+  resumed->load_checkpoint(out_file("checkpoint", 0));
+  while (resumed->iteration() < kIterations) resumed->step();
+  const auto straight = theta_and_queue(*trainer), again = theta_and_queue(*resumed);
+  ASSERT_EQ(straight.size(), again.size());
+  for (size_t i = 0; i < straight.size(); ++i)
+    EXPECT_TRUE(torch::equal(straight[i], again[i])) << name << ": tensor " << i;
+  std::printf("rank %d: variant %s done\n", r, name.c_str());
 }
 
 TEST(DistributedWorker, Rank) {
@@ -41,6 +146,7 @@ TEST(DistributedWorker, Rank) {
   options->timeout = std::chrono::seconds(what == "hang" ? 2 : 10);
   ProcessGroup group(*options);
   const int r = group.rank();
+  if (what.rfind("variant:", 0) == 0) return run_variant_rank(group, what.substr(8));
   if (what == "die" || what == "hang") {
     if (r == 1 && what == "die") std::_Exit(3);  // gone without a word, as a killed rank
     if (r == 1) {                                // alive, but never at the collective
@@ -85,6 +191,79 @@ TEST(Distributed, ARankThatDiesOrHangsMakesTheOtherStopWithAMessageNotHang) {
     EXPECT_EQ(result.output.find("FAILED"), std::string::npos) << result.output;
   }
 }
+
+class TwoRanks : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
+  const auto& v = variant(GetParam());
+  testing::TempDir dir;
+  const auto file = [&](const std::string& what, int rank) {
+    return dir.file(what + "_rank" + std::to_string(rank) + ".pt");
+  };
+  const auto result = two_ranks("variant:" + v.name, "IDTUNE_TEST_DIR=" + dir.file(""));
+  ASSERT_EQ(result.status, 0) << result.output;
+  for (int r = 0; r < 2; ++r)
+    ASSERT_NE(result.output.find("rank " + std::to_string(r) + ": variant " + v.name + " done"),
+              std::string::npos)
+        << result.output;
+  EXPECT_EQ(result.output.find("FAILED"), std::string::npos) << result.output;
+
+  // The single process, same global batch and seed.
+  std::vector<at::Tensor> rewarded;
+  auto single = make_trainer(v, nullptr, &rewarded);
+  for (int64_t i = 0; i < kIterations; ++i) single->step();
+  std::vector<at::Tensor> ranks[2], ranks_rewarded[2];
+  for (int r = 0; r < 2; ++r) {
+    torch::load(ranks[r], file("theta_and_queue", r));
+    torch::load(ranks_rewarded[r], file("rewarded", r));
+  }
+  // θ: the same on both ranks, and the single process's to the reduction order.
+  const auto theta = single->model().trainable_parameters();
+  const std::vector<at::Tensor> theta0(ranks[0].begin(), ranks[0].begin() + theta.size());
+  const std::vector<at::Tensor> theta1(ranks[1].begin(), ranks[1].begin() + theta.size());
+  for (size_t i = 0; i < theta.size(); ++i) EXPECT_TRUE(torch::equal(theta0[i], theta1[i]));
+  EXPECT_LT(testing::relative_error(theta0, theta), kReductionOrder);
+  EXPECT_GT(testing::relative_error(make_trainer(v, nullptr, nullptr)->model().trainable_parameters(),
+                                    theta),
+            1e-4)
+      << "θ barely moved: the comparison says nothing";
+  // The paths: every slot in flight and every batch the reward saw is the union of the ranks'
+  // halves (rank 0 the first B/2 samples).
+  const auto union_of = [&](const std::vector<at::Tensor>* halves, size_t i, int64_t dim) {
+    return torch::cat({halves[0][i], halves[1][i]}, dim);
+  };
+  std::vector<at::Tensor> paths, paths_union;
+  for (const auto& slot : single->queue().slots()) paths.push_back(recorded(slot));
+  for (size_t i = theta.size(); i < ranks[0].size(); ++i) paths_union.push_back(union_of(ranks, i, 1));
+  ASSERT_EQ(paths.size(), paths_union.size());
+  EXPECT_LT(testing::relative_error(paths_union, paths), kReductionOrder);
+  ASSERT_EQ(rewarded.size(), ranks_rewarded[0].size());
+  ASSERT_GT(rewarded.size(), 0u);
+  std::vector<at::Tensor> rewarded_union;
+  for (size_t i = 0; i < rewarded.size(); ++i) rewarded_union.push_back(union_of(ranks_rewarded, i, 0));
+  EXPECT_LT(testing::relative_error(rewarded_union, rewarded), kReductionOrder);
+
+  // The 2-rank checkpoint in one process: re-sharded, the same run to the reduction order;
+  // refused while the double queue's per-rank partial gradients are in flight.
+  auto resumed = make_trainer(v, nullptr, nullptr);
+  if (v.gradient == GradientEstimator::DoubleQueue) {
+    testing::expect_error([&] { resumed->load_checkpoint(file("checkpoint", 0)); },
+                          {"written by 2 ranks", "resume it with 2 ranks (this run has 1)"});
+    return;
+  }
+  resumed->load_checkpoint(file("checkpoint", 0));
+  while (resumed->iteration() < kIterations) resumed->step();
+  EXPECT_LT(testing::relative_error(resumed->model().trainable_parameters(), theta),
+            kReductionOrder);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, TwoRanks,
+                         ::testing::Values("adjoint", "double-queue", "draft"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 TEST(Distributed, TheEnvironmentIsReadAsTorchrunSetsItAndBadValuesAreNamed) {
   // Without WORLD_SIZE: a single process. With it: RANK must be there and in range.
