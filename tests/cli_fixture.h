@@ -47,7 +47,8 @@ inline std::string metrics_without_timings(const std::string& file) {
 }
 
 /// `idtune tune --config <config> <flags…>` as an argv.
-inline std::vector<std::string> tune_args(const std::string& config, std::vector<std::string> flags) {
+inline std::vector<std::string> tune_args(const std::string& config,
+                                          std::vector<std::string> flags) {
   std::vector<std::string> args = {IDTUNE_EXECUTABLE, "tune", "--config", config};
   args.insert(args.end(), flags.begin(), flags.end());
   return args;

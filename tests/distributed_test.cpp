@@ -14,9 +14,12 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -108,8 +111,8 @@ std::vector<at::Tensor> theta_and_queue(const Trainer& trainer) {
 }
 
 std::string out_file(const std::string& what, int rank) {
-  return std::string(std::getenv("IDTUNE_TEST_DIR")) + "/" + what + "_rank" +
-         std::to_string(rank) + ".pt";
+  return std::string(std::getenv("IDTUNE_TEST_DIR")) + "/" + what + "_rank" + std::to_string(rank) +
+         ".pt";
 }
 
 /// Rank r of a variant: kIterations iterations with a checkpoint at kCheckpointAt, then the
@@ -223,8 +226,8 @@ TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
   const std::vector<at::Tensor> theta1(ranks[1].begin(), ranks[1].begin() + theta.size());
   for (size_t i = 0; i < theta.size(); ++i) EXPECT_TRUE(torch::equal(theta0[i], theta1[i]));
   EXPECT_LT(testing::relative_error(theta0, theta), kReductionOrder);
-  EXPECT_GT(testing::relative_error(make_trainer(v, nullptr, nullptr)->model().trainable_parameters(),
-                                    theta),
+  EXPECT_GT(testing::relative_error(
+                make_trainer(v, nullptr, nullptr)->model().trainable_parameters(), theta),
             1e-4)
       << "θ barely moved: the comparison says nothing";
   // The paths: every slot in flight and every batch the reward saw is the union of the ranks'
@@ -234,13 +237,15 @@ TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
   };
   std::vector<at::Tensor> paths, paths_union;
   for (const auto& slot : single->queue().slots()) paths.push_back(recorded(slot));
-  for (size_t i = theta.size(); i < ranks[0].size(); ++i) paths_union.push_back(union_of(ranks, i, 1));
+  for (size_t i = theta.size(); i < ranks[0].size(); ++i)
+    paths_union.push_back(union_of(ranks, i, 1));
   ASSERT_EQ(paths.size(), paths_union.size());
   EXPECT_LT(testing::relative_error(paths_union, paths), kReductionOrder);
   ASSERT_EQ(rewarded.size(), ranks_rewarded[0].size());
   ASSERT_GT(rewarded.size(), 0u);
   std::vector<at::Tensor> rewarded_union;
-  for (size_t i = 0; i < rewarded.size(); ++i) rewarded_union.push_back(union_of(ranks_rewarded, i, 0));
+  for (size_t i = 0; i < rewarded.size(); ++i)
+    rewarded_union.push_back(union_of(ranks_rewarded, i, 0));
   EXPECT_LT(testing::relative_error(rewarded_union, rewarded), kReductionOrder);
 
   // The 2-rank checkpoint in one process: re-sharded, the same run to the reduction order;
@@ -257,13 +262,102 @@ TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
             kReductionOrder);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, TwoRanks,
-                         ::testing::Values("adjoint", "double-queue", "draft"),
+INSTANTIATE_TEST_SUITE_P(Variants, TwoRanks, ::testing::Values("adjoint", "double-queue", "draft"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// ---- idtune tune --nproc 2 ----
+
+/// The pids of `launcher`'s children by their RANK (from /proc).
+std::map<int, pid_t> workers_of(pid_t launcher) {
+  std::map<int, pid_t> workers;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::istringstream stat(testing::contents(entry.path() / "stat"));
+    std::string pid, comm, state;
+    pid_t parent = 0;
+    stat >> pid >> comm >> state >> parent;
+    if (parent != launcher) continue;
+    std::istringstream environ(testing::contents(entry.path() / "environ"));
+    for (std::string variable; std::getline(environ, variable, '\0');)
+      if (variable.rfind("RANK=", 0) == 0) workers[std::stoi(variable.substr(5))] = std::stoi(name);
+  }
+  return workers;
+}
+
+class LocalWorkers : public testing::CliTest {
+ protected:
+  /// Starts `tune --nproc 2` of `config` (far more iterations than it is given) and waits
+  /// until its metrics have `lines` lines.
+  std::unique_ptr<testing::Child> start(nlohmann::json config, int64_t lines) {
+    config["iterations"] = 100000;
+    auto launcher = std::make_unique<testing::Child>(
+        testing::tune_args(write_config(config), {"--nproc", "2"}), log());
+    const auto start = std::chrono::steady_clock::now();
+    while (metrics_lines() < lines && launcher->running() &&
+           std::chrono::steady_clock::now() - start < std::chrono::seconds(60))
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return launcher;
+  }
+  int64_t metrics_lines() const {
+    const auto text = testing::contents(run_dir() + "/metrics.jsonl");
+    return std::count(text.begin(), text.end(), '\n');
+  }
+  std::string log() const { return dir_.file("log.txt"); }
+};
+
+TEST_F(LocalWorkers, AKilledWorkerStopsTheRunWithAMessageWithinTheTimeout) {
+  auto launcher = start(config_, 2);
+  const auto workers = workers_of(launcher->pid());
+  ASSERT_EQ(workers.size(), 2u) << testing::contents(log());
+  const auto start = std::chrono::steady_clock::now();
+  ::kill(workers.at(1), SIGKILL);
+  const int status = launcher->wait();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto log_text = testing::contents(log());
+  EXPECT_NE(status, 0) << log_text;
+  EXPECT_LT(seconds, 60.0) << log_text;
+  EXPECT_NE(log_text.find("worker rank 1 (pid " + std::to_string(workers.at(1)) +
+                          ") was killed by signal 9"),
+            std::string::npos)
+      << log_text;
+  EXPECT_NE(log_text.find("[idtune rank 0] [error] distributed rank 0 of 2"), std::string::npos)
+      << log_text;
+  EXPECT_NE(log_text.find("another rank died"), std::string::npos) << log_text;
+  EXPECT_TRUE(workers_of(launcher->pid()).empty());
+}
+
+TEST_F(LocalWorkers, CtrlCLeavesACheckpointThatResumesBitIdentically) {
+  constexpr int64_t kTotal = 40;
+  auto config = config_;
+  config["iterations"] = kTotal;
+  const auto file = write_config(config);
+  auto r = testing::idtune("tune --config " + file + " --nproc 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::filesystem::rename(run_dir(), dir_.file("uninterrupted"));
+
+  auto launcher = start(config, 3);
+  ::kill(launcher->pid(), SIGINT);  // as a terminal's Ctrl-C reaches the launcher
+  EXPECT_EQ(launcher->wait(), 0) << testing::contents(log());
+  const auto log_text = testing::contents(log());
+  EXPECT_NE(log_text.find("interrupted: stopping the 2 workers"), std::string::npos) << log_text;
+  EXPECT_NE(log_text.find("checkpoint written; continue with --resume"), std::string::npos)
+      << log_text;
+  ASSERT_TRUE(std::filesystem::exists(run_dir() + "/checkpoint.pt")) << log_text;
+  ASSERT_LT(metrics_lines(), kTotal) << "interrupted too late to compare";
+  r = testing::idtune("tune --config " + file +
+                      " --resume --nproc 2 --set iterations=" + std::to_string(kTotal));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(testing::metrics_without_timings(run_dir() + "/metrics.jsonl"),
+            testing::metrics_without_timings(dir_.file("uninterrupted/metrics.jsonl")));
+  EXPECT_EQ(testing::contents(run_dir() + "/tuned.pt"),
+            testing::contents(dir_.file("uninterrupted/tuned.pt")));
+}
 
 TEST(Distributed, TheEnvironmentIsReadAsTorchrunSetsItAndBadValuesAreNamed) {
   // Without WORLD_SIZE: a single process. With it: RANK must be there and in range.

@@ -35,8 +35,8 @@ namespace {
 
 /// `idtune tune` with the same flags, less --nproc: what each local worker runs.
 std::vector<std::string> worker_command(const Flags& flags) {
-  std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
-                                   "tune", "--config", flags.text("config")};
+  std::vector<std::string> argv = {std::filesystem::read_symlink("/proc/self/exe").string(), "tune",
+                                   "--config", flags.text("config")};
   for (const auto& assignment : flags.all("set")) argv.insert(argv.end(), {"--set", assignment});
   if (flags.on("resume")) argv.push_back("--resume");
   return argv;

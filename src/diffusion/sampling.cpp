@@ -60,7 +60,8 @@ void check_finite_path(const SamplePath& path, const Sampler& sampler, const Sco
   if (torch::isfinite(path.final_state()).all().item<bool>()) return;
   size_t k = 0;
   while (k < path.states.size() && torch::isfinite(path.states[k]).all().item<bool>()) ++k;
-  const auto time = sampler.times(torch::full({1}, std::max<int64_t>(static_cast<int64_t>(k) - 1, 0), torch::kLong));
+  const auto time = sampler.times(
+      torch::full({1}, std::max<int64_t>(static_cast<int64_t>(k) - 1, 0), torch::kLong));
   throw Error(detail::concat(
       model.name(), ": the samples became NaN or Inf at sampling step ", k, " of ",
       sampler.num_steps(), " (from t = ", time.item<double>(), "): the model returned ",

@@ -47,8 +47,8 @@ int free_port() {
 
 /// This process's environment with the rendezvous variables of `rank` in place of any.
 std::vector<std::string> worker_environment(int rank, int nproc, int port, int threads) {
-  const std::vector<std::string> names = {"RANK",        "LOCAL_RANK",  "WORLD_SIZE",
-                                          "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
+  const std::vector<std::string> names = {
+      "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"};
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string entry = *e;
@@ -93,7 +93,8 @@ int run_local_workers(const std::vector<std::string>& argv, int nproc) {
   // reaches them once, forwarded).
   struct sigaction forward {};
   forward.sa_handler = remember_signal;
-  struct sigaction old_int {}, old_term {};
+  struct sigaction old_int {
+  }, old_term{};
   ::sigaction(SIGINT, &forward, &old_int);
   ::sigaction(SIGTERM, &forward, &old_term);
 

@@ -101,8 +101,8 @@ TuneRun::TuneRun(TuneConfig config, bool resume,
     });
   if (distributed) {  // everything of this rank's own is checked: now meet the others
     auto options = *distributed;
-    options.timeout = std::chrono::milliseconds(
-        static_cast<int64_t>(config_.distributed_timeout_s * 1000));
+    options.timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(config_.distributed_timeout_s * 1000));
     group_ = std::make_unique<ProcessGroup>(options);
   }
   try {
@@ -249,7 +249,8 @@ bool TuneRun::run() {
 void TuneRun::watch_kl(const IterationReport& r) {
   // A path KL that is large within a few updates: the model is being pushed off its data
   // (reward hacking), the step too large or β too small for this model.
-  if (!writes() || !r.updated || kl_warned_ || trainer_->updates() > kKlWatchUpdates || r.kl <= kKlTooLarge)
+  if (!writes() || !r.updated || kl_warned_ || trainer_->updates() > kKlWatchUpdates ||
+      r.kl <= kKlTooLarge)
     return;
   kl_warned_ = true;
   spdlog::warn(

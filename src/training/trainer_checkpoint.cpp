@@ -225,8 +225,8 @@ void Trainer::load_checkpoint(const std::string& path) {
   check_signature(saved_signature, signature(), path);
   c10::IValue saved_world;  // absent before data-parallel runs: one process
   const int64_t world = archive.try_read("world_size", saved_world) ? saved_world.toInt() : 1;
-  check(world == shard_.world_size || read_int(archive, "adjoint_queue/count") == 0,
-        "checkpoint '", path, "' was written by ", world, " ranks and holds the double queue's ",
+  check(world == shard_.world_size || read_int(archive, "adjoint_queue/count") == 0, "checkpoint '",
+        path, "' was written by ", world, " ranks and holds the double queue's ",
         "partial gradients, one per rank: resume it with ", world, " ranks (this run has ",
         shard_.world_size, "); only algorithm.gradient = adjoint runs change their world size");
   iteration_ = read_int(archive, "iteration");
@@ -248,8 +248,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   optimiser_->load(optimiser);
   std::deque<QueueSlot> slots;
   for (int64_t m = 0, n = read_int(archive, "queue/count"); m < n; ++m)
-    slots.push_back(
-        read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps(), shard_));
+    slots.push_back(read_slot(archive, "queue/" + std::to_string(m), sampler_.num_steps(), shard_));
   queue_.restore(std::move(slots), static_cast<uint64_t>(read_int(archive, "queue/next_stream")));
   std::deque<AdjointSlot> adjoint_slots;
   for (int64_t m = 0, n = read_int(archive, "adjoint_queue/count"); m < n; ++m)

@@ -120,8 +120,7 @@ class Trainer {
   /// slot, the gradient is averaged over the ranks before clipping and Adam, and the reports
   /// describe the whole batch: W ranks follow the single process's run (to rounding). Every
   /// rank must call every method below that changes state, in the same order.
-  Trainer(TrainerOptions options, ScoreModel model, RewardFn reward,
-          ProcessGroup* group = nullptr);
+  Trainer(TrainerOptions options, ScoreModel model, RewardFn reward, ProcessGroup* group = nullptr);
   ~Trainer();
 
   /// One outer iteration: advance the queue, take the completed slot, compute its gradient,
