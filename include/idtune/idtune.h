@@ -14,6 +14,7 @@
 #include "idtune/core/noise.h"
 #include "idtune/core/precision.h"
 #include "idtune/core/runtime.h"
+#include "idtune/core/shard.h"
 #include "idtune/core/text.h"
 #include "idtune/core/torchscript.h"
 
@@ -48,7 +49,8 @@
 #include "idtune/langevin/reward.h"
 #include "idtune/langevin/trainer.h"
 
-// distributed: the c10d process group of data-parallel runs
+// distributed: the c10d process group of data-parallel runs, and local workers
+#include "idtune/distributed/local_launcher.h"
 #include "idtune/distributed/process_group.h"
 
 // eval (idtune::io): classifier, idx datasets, image grids, Fréchet distance

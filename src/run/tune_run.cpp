@@ -264,18 +264,20 @@ void TuneRun::log_iteration(const IterationReport& r, double seconds) {
   if (!writes()) return;
   // With β = 0 the path KL is not computed (it would cost a reference call per step): null.
   const bool kl_measured = config_.trainer.objective.beta > 0;
-  const nlohmann::json line = {{"step", r.iteration},
-                               {"updated", r.updated},
-                               {"reward_mean", r.reward_mean},
-                               {"reward_std", r.reward_std},
-                               {"kl", kl_measured ? nlohmann::json(r.kl) : nlohmann::json()},
-                               {"loss", r.loss},
-                               {"grad_norm", r.grad_norm},
-                               {"lr", r.lr},
-                               {"sample_steps_per_s", r.sample_steps / seconds},
-                               {"skipped_updates", r.skipped_updates},
-                               {"threads", at::get_num_threads()},
-                               {"wall_time_s", wall_time_}};
+  const nlohmann::json line = {
+      {"step", r.iteration},
+      {"updated", r.updated},
+      {"reward_mean", r.reward_mean},
+      {"reward_std", r.reward_std},
+      {"kl", kl_measured ? nlohmann::json(r.kl) : nlohmann::json()},
+      {"loss", r.loss},
+      {"grad_norm", r.grad_norm},
+      {"lr", r.lr},
+      {"sample_steps_per_s", r.sample_steps / seconds},
+      {"skipped_updates", r.skipped_updates},
+      {"allreduce_s", group_ ? nlohmann::json(r.reduce_seconds) : nlohmann::json()},
+      {"threads", at::get_num_threads()},
+      {"wall_time_s", wall_time_}};
   std::ofstream metrics(path("metrics.jsonl"), std::ios::app);
   metrics << dump_json(line) << "\n";
   check(metrics.good(), "cannot append to '", path("metrics.jsonl"), "': ", std::strerror(errno));

@@ -82,7 +82,8 @@ void SampleQueue::restore(std::deque<QueueSlot> slots, uint64_t next_stream) {
     const auto& storage = slot.path.storage;
     check(storage.dim() >= 2 && storage.size(0) == K + 1 && storage.size(1) == local_batch_,
           "queue restore: a saved slot holds ", storage.sizes(),
-          ", this queue needs [K + 1 = ", K + 1, ", batch / world size = ", local_batch_, ", ...]");
+          ", this queue needs [K + 1 = ", K + 1, ", batch",
+          options_.shard.world_size > 1 ? " / world size" : "", " = ", local_batch_, ", ...]");
     const int64_t done = slot.steps_done();
     check(done >= 0 && done < K && done % steps_per_advance_ == 0 && done < previous_steps,
           "queue restore: a saved slot has done ", done, " steps; this queue's slots stand at ",

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cmath>
 #include <memory>
 
@@ -153,7 +154,7 @@ IterationReport Trainer::step() {
     queue_.push_fresh(model_);
   }
   if (!gradient) return report;
-  combine_ranks(*gradient);
+  combine_ranks(*gradient, report);
   // θ_{k+1} = Adam(θ_k, ∇ℓ) with ℓ = −E[J] = −λE[R] + β KL.
   report.grad_norm = apply(std::move(gradient->grad), report);
   report.reward_mean = gradient->reward.mean().item<double>();
@@ -168,11 +169,14 @@ IterationReport Trainer::step() {
   return report;
 }
 
-void Trainer::combine_ranks(AdjointGradient& gradient) const {
+void Trainer::combine_ranks(AdjointGradient& gradient, IterationReport& report) const {
   if (!group_) return;
+  const auto start = std::chrono::steady_clock::now();
   group_->all_reduce_mean(gradient.grad);  // equal shares: the mean of means is the mean
   gradient.reward = group_->all_gather(gradient.reward);
   gradient.kl = group_->all_gather(gradient.kl);
+  report.reduce_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 TunedModel Trainer::tuned() const {

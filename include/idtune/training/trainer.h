@@ -99,8 +99,11 @@ struct IterationReport {
   /// Updates skipped so far in the run.
   int64_t skipped_updates = 0;
   double reward_mean = 0, reward_std = 0, kl = 0, loss = 0, grad_norm = 0, lr = 0;
-  /// Per-sample sampling steps this iteration (model evaluations of one image).
+  /// Per-sample sampling steps this iteration (model evaluations of one image), all ranks.
   int64_t sample_steps = 0;
+  /// Data-parallel: seconds in the gradient's all-reduce and the reward's gathers, waiting
+  /// for the slowest rank included.
+  double reduce_seconds = 0;
   /// The θ version that produced each step of the path whose gradient was applied (Implicit
   /// and Nested with the full adjoint; empty otherwise).
   std::vector<int64_t> theta_versions;
@@ -165,7 +168,7 @@ class Trainer {
   void update_ema();
   /// Data-parallel: the gradient averaged over the ranks and the reward and KL of the whole
   /// batch, so that what follows (clipping, Adam, the report) is the single process's.
-  void combine_ranks(AdjointGradient& gradient) const;
+  void combine_ranks(AdjointGradient& gradient, IterationReport& report) const;
   void check_theta_identical(const std::string& when) const;
 
   TrainerOptions options_;
