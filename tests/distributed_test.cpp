@@ -74,7 +74,7 @@ const Variant& variant(const std::string& name) {
 
 /// A trainer of `v` on a float64 tiny U-Net whose reward records the samples it is given.
 std::unique_ptr<Trainer> make_trainer(const Variant& v, ProcessGroup* group,
-                                      std::vector<at::Tensor>* rewarded) {
+                                      std::vector<at::Tensor>* rewarded, uint64_t seed = 11) {
   TinyUNetOptions unet;
   unet.size = 4;
   unet.width = 4;
@@ -88,7 +88,7 @@ std::unique_ptr<Trainer> make_trainer(const Variant& v, ProcessGroup* group,
   o.objective = {1.0, 0.1};
   o.optimiser.lr = 1e-2;
   o.optimiser.clip_grad_norm = 5.0;
-  o.seed = 11;
+  o.seed = seed;
   o.theta_check_every = 2;
   if (v.classes > 0) o.conditions = ConditionSet::classes({0, 1, 2});
   RewardFn reward = [rewarded](const at::Tensor& x, const at::Tensor&) {
@@ -150,6 +150,12 @@ TEST(DistributedWorker, Rank) {
   ProcessGroup group(*options);
   const int r = group.rank();
   if (what.rfind("variant:", 0) == 0) return run_variant_rank(group, what.substr(8));
+  if (what == "other-seed") {  // rank 1 was given another seed: both refuse to start
+    testing::expect_error([&] { make_trainer(variant("adjoint"), &group, nullptr, 11 + r); },
+                          {"the run's configurations", "differ between the ranks"});
+    std::printf("rank %d refused\n", r);
+    return;
+  }
   if (what == "die" || what == "hang") {
     if (r == 1 && what == "die") std::_Exit(3);  // gone without a word, as a killed rank
     if (r == 1) {                                // alive, but never at the collective
@@ -184,6 +190,13 @@ TEST(Distributed, TwoRanksAverageExactlyAndCatchDivergedTheta) {
   EXPECT_EQ(result.status, 0) << result.output;
   EXPECT_NE(result.output.find("rank 0 done"), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("rank 1 done"), std::string::npos) << result.output;
+  EXPECT_EQ(result.output.find("FAILED"), std::string::npos) << result.output;
+}
+
+TEST(Distributed, RanksWithDifferentConfigurationsRefuseToStart) {
+  const auto result = two_ranks("other-seed");
+  EXPECT_NE(result.output.find("rank 0 refused"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("rank 1 refused"), std::string::npos) << result.output;
   EXPECT_EQ(result.output.find("FAILED"), std::string::npos) << result.output;
 }
 
@@ -309,6 +322,15 @@ class LocalWorkers : public testing::CliTest {
   }
   std::string log() const { return dir_.file("log.txt"); }
 };
+
+TEST_F(LocalWorkers, ABatchTheWorkersCannotShareIsRefusedBeforeAnyStarts) {
+  expect_refused([](auto&) {}, {"run.json: /batch: 4 is not a multiple of --nproc 3"}, "--nproc 3");
+  expect_refused(
+      [](auto& c) {
+        c["distributed"] = {{"timeout_s", 0}};
+      },
+      {"/distributed/timeout_s", "[1, 86400]"}, "--nproc 2");
+}
 
 TEST_F(LocalWorkers, AKilledWorkerStopsTheRunWithAMessageWithinTheTimeout) {
   auto launcher = start(config_, 2);

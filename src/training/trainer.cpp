@@ -110,11 +110,13 @@ Trainer::Trainer(TrainerOptions options, ScoreModel model, RewardFn reward, Proc
   check_option(options_.theta_check_every >= 0, "distributed.check_every",
                options_.theta_check_every, "must be >= 0 (0: only at the start)");
   if (group_) {  // the same run on every rank: configuration (with the seed) and θ₀
-    const auto text = signature().dump();
-    group_->check_identical({torch::tensor(static_cast<int64_t>(std::hash<std::string>{}(text)))},
-                            "the run's configurations (batch, seed, sampler, objective, tuned "
-                            "parameters; signature " +
-                                std::to_string(text.size()) + " bytes)");
+    const uint64_t hash = std::hash<std::string>{}(signature().dump());
+    // Two 32-bit halves: exact in the float64 checksum.
+    group_->check_identical(
+        {torch::tensor({static_cast<double>(hash & 0xffffffffu), static_cast<double>(hash >> 32)},
+                       torch::kFloat64)},
+        "the run's configurations (batch, seed, sampler, objective, model "
+        "and tuned parameters)");
     check_theta_identical("at the start (the model files)");
   }
 }
