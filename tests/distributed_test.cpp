@@ -66,6 +66,12 @@ const std::vector<Variant>& variants() {
   return all;
 }
 
+std::vector<std::string> variant_names() {
+  std::vector<std::string> names;
+  for (const auto& v : variants()) names.push_back(v.name);
+  return names;
+}
+
 const Variant& variant(const std::string& name) {
   for (const auto& v : variants())
     if (v.name == name) return v;
@@ -275,7 +281,7 @@ TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
             kReductionOrder);
 }
 
-INSTANTIATE_TEST_SUITE_P(Variants, TwoRanks, ::testing::Values("adjoint", "double-queue", "draft"),
+INSTANTIATE_TEST_SUITE_P(Variants, TwoRanks, ::testing::ValuesIn(variant_names()),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -396,6 +402,12 @@ TEST(Distributed, TheEnvironmentIsReadAsTorchrunSetsItAndBadValuesAreNamed) {
   EXPECT_EQ(o->rank, 1);
   EXPECT_EQ(o->world_size, 2);
   EXPECT_EQ(o->master_port, 29999);
+  EXPECT_EQ(o->local_rank, 1);  // LOCAL_RANK unset: the rank
+  setenv("LOCAL_RANK", "0", 1);
+  EXPECT_EQ(distributed_from_environment()->local_rank, 0);
+  setenv("LOCAL_RANK", "7", 1);
+  testing::expect_error([] { distributed_from_environment(); }, {"LOCAL_RANK='7'", "[0, 1]"});
+  unsetenv("LOCAL_RANK");
   with("2", nullptr, nullptr);
   testing::expect_error([] { distributed_from_environment(); }, {"RANK is not set"});
   with("2", "2", nullptr);

@@ -48,6 +48,7 @@ std::optional<DistributedOptions> distributed_from_environment() {
   check(rank.has_value(), "environment variable RANK is not set (WORLD_SIZE=", *world,
         " is): launch with torchrun, or set RANK, MASTER_ADDR and MASTER_PORT for each process");
   o.rank = *rank;
+  o.local_rank = integer_variable("LOCAL_RANK", 0, *world - 1).value_or(o.rank);
   if (const char* addr = std::getenv("MASTER_ADDR")) o.master_addr = addr;
   if (const auto port = integer_variable("MASTER_PORT", 1, 65535)) o.master_port = *port;
   return o;

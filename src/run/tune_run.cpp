@@ -67,7 +67,11 @@ TuneRun::TuneRun(TuneConfig config, bool resume,
   const auto& source = config_.source;
   at_json_path(source, "/output/run_dir", [&] { check_directory_path(config_.output.run_dir); });
   ScoreModelOptions model_options = at_json_path(source, "/device", [&] {
-    return ScoreModelOptions{parse_device(config_.device), parse_dtype(config_.dtype)};
+    // Data-parallel on GPUs: "cuda" is each rank's own, cuda:LOCAL_RANK (as torchrun means it).
+    const bool own_gpu = distributed && config_.device == "cuda";
+    return ScoreModelOptions{
+        parse_device(own_gpu ? "cuda:" + std::to_string(distributed->local_rank) : config_.device),
+        parse_dtype(config_.dtype)};
   });
   model_options.precision = config_.precision;
   at_json_path(source, "/precision", [&] {

@@ -17,6 +17,8 @@ namespace idtune {
 struct DistributedOptions {
   int rank = 0;
   int world_size = 1;
+  /// This rank's index on its machine (LOCAL_RANK; the rank when unset): its GPU.
+  int local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   /// A rank that dies or hangs makes every collective of the others fail after this long.
