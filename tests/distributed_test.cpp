@@ -116,9 +116,10 @@ std::vector<at::Tensor> theta_and_queue(const Trainer& trainer) {
   return out;
 }
 
-std::string out_file(const std::string& what, int rank) {
-  return std::string(std::getenv("IDTUNE_TEST_DIR")) + "/" + what + "_rank" + std::to_string(rank) +
-         ".pt";
+/// Where a rank's worker leaves `what` for the test that started it: <dir>/<what>_rank<r>.pt.
+std::string out_file(const std::string& what, int rank,
+                     const std::string& dir = std::getenv("IDTUNE_TEST_DIR")) {
+  return dir + "/" + what + "_rank" + std::to_string(rank) + ".pt";
 }
 
 /// Rank r of a variant: kIterations iterations with a checkpoint at kCheckpointAt, then the
@@ -220,7 +221,7 @@ TEST_P(TwoRanks, FollowTheSingleProcessRunAndResumeBitIdentically) {
   const auto& v = variant(GetParam());
   testing::TempDir dir;
   const auto file = [&](const std::string& what, int rank) {
-    return dir.file(what + "_rank" + std::to_string(rank) + ".pt");
+    return out_file(what, rank, dir.file(""));
   };
   const auto result = two_ranks("variant:" + v.name, "IDTUNE_TEST_DIR=" + dir.file(""));
   ASSERT_EQ(result.status, 0) << result.output;

@@ -241,7 +241,7 @@ bool TuneRun::run() {
     log_iteration(report, std::chrono::duration<double>(t1 - t0).count());
     watch_kl(report);
     const int64_t done = trainer_->iteration();
-    if (out.grids && every(out.image_every, done))
+    if (writes() && out.grids && every(out.image_every, done))  // not an EMA copy per rank
       write_grid(trainer_->export_model(),
                  "step_" + std::to_string(1000000 + done).substr(1) + ".png");
     if (every(out.checkpoint_every, done) || done == config_.iterations) save_checkpoint();
